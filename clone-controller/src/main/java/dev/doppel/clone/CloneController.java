@@ -1,0 +1,94 @@
+package dev.doppel.clone;
+
+import dev.doppel.vm.VmLauncher;
+import dev.doppel.vm.VmSpec;
+import java.io.IOException;
+import java.nio.file.Path;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+
+/**
+ * The host API of VM fork: start forkable VMs, fork them by name, find, kill and wait for clones.
+ * Guest calls (vmfork, vmwait, vmexit, vmkill) are routed here too. Owns every family it started.
+ */
+public final class CloneController implements AutoCloseable {
+    private final VmLauncher launcher;
+    private final ForkOptions options;
+    private final ForkService forks = new ForkService();
+    private final Map<String, ForkFamily> families = new ConcurrentHashMap<>();
+    private final ExecutorService guestCallExecutor = Executors.newCachedThreadPool(r -> {
+        Thread t = new Thread(r, "guest-calls");
+        t.setDaemon(true);
+        return t;
+    });
+
+    public CloneController(VmLauncher launcher, ForkOptions options) {
+        this.launcher = launcher;
+        this.options = options;
+    }
+
+    /** Boots a VM that can fork (RAM on a shared tmpfs file, NIC on its own isolated network). */
+    public ForkableVm start(VmSpec spec, Path disk, String diskFormat) {
+        if (families.containsKey(spec.name())) {
+            throw new IllegalArgumentException("a fork family named '" + spec.name() + "' already exists");
+        }
+        ForkableVm root = ForkFamily.startRoot(launcher, options, spec, disk, diskFormat);
+        families.put(spec.name(), root.family());
+        try {
+            root.routeGuestCalls(new GuestCalls(forks, root, guestCallExecutor));
+        } catch (IOException e) {
+            root.family().close();
+            families.remove(spec.name());
+            throw new ForkException(spec.name(), "guest agent link failed", e);
+        }
+        return root;
+    }
+
+    /** Host-initiated fork of the VM with that name (root or clone). */
+    public ForkResult fork(String vmName, int n) {
+        return fork(find(vmName), n);
+    }
+
+    public ForkResult fork(ForkableVm vm, int n) {
+        ForkResult r = forks.fork(vm, n);
+        for (ForkableVm clone : r.clones()) {
+            clone.routeGuestCallsQuietly(new GuestCalls(forks, clone, guestCallExecutor));
+        }
+        return r;
+    }
+
+    /** Pre-starts the processes of the next fork of {@code vm} into n clones; returns ms spent. */
+    public double prepare(ForkableVm vm, int n) {
+        return forks.prepare(vm, n);
+    }
+
+    public ForkService forkService() {
+        return forks;
+    }
+
+    /** Any live VM of any family by name. */
+    public ForkableVm find(String vmName) {
+        for (ForkFamily f : families.values()) {
+            for (ForkableVm m : f.members()) {
+                if (m.name().equals(vmName)) {
+                    return m;
+                }
+            }
+        }
+        throw new IllegalArgumentException("unknown VM '" + vmName + "' (not a running forkable VM or clone)");
+    }
+
+    public List<ForkableVm> list() {
+        return families.values().stream().flatMap(f -> f.members().stream()).toList();
+    }
+
+    @Override
+    public void close() {
+        families.values().forEach(ForkFamily::close);
+        families.clear();
+        guestCallExecutor.shutdownNow();
+    }
+}

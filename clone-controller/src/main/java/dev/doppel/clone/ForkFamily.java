@@ -1,0 +1,247 @@
+package dev.doppel.clone;
+
+import dev.doppel.clone.disk.DiskImage;
+import dev.doppel.clone.memory.GenerationFile;
+import dev.doppel.clone.memory.GenerationStore;
+import dev.doppel.clone.net.CloneAddress;
+import dev.doppel.clone.net.CloneNetwork;
+import dev.doppel.vm.GuestBoot;
+import dev.doppel.vm.MemoryBackend;
+import dev.doppel.vm.NicSpec;
+import dev.doppel.vm.VmLauncher;
+import dev.doppel.vm.VmProcess;
+import dev.doppel.vm.VmSpec;
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.Collection;
+import java.util.Comparator;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.atomic.AtomicInteger;
+import java.util.stream.Stream;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * Everything a family of forked VMs shares, and its owner: the device model (every process of every
+ * member has the identical one, so device state migrates between them), the isolated clone network,
+ * the generation files, the disk chain, and the members themselves. Closing the family stops every
+ * member and removes every file and the namespace.
+ */
+public final class ForkFamily implements AutoCloseable {
+    private static final Logger log = LoggerFactory.getLogger(ForkFamily.class);
+
+    private final String name;
+    private final VmLauncher launcher;
+    private final VmSpec template;
+    private final ForkOptions options;
+    private final CloneNetwork network;
+    private final GenerationStore generations;
+    private final Path familyDiskDir;
+    private final AtomicInteger forkNumbers = new AtomicInteger();
+    private final AtomicInteger processNumbers = new AtomicInteger();
+    private final Map<String, ForkableVm> members = new ConcurrentHashMap<>();
+    private final ExecutorService background;
+    private volatile boolean closing;
+    private volatile boolean closed;
+
+    private ForkFamily(String name, VmLauncher launcher, VmSpec template, ForkOptions options, CloneNetwork network) {
+        this.name = name;
+        this.launcher = launcher;
+        this.template = template;
+        this.options = options;
+        this.network = network;
+        this.generations = new GenerationStore(options.memoryDir().resolve(name));
+        this.familyDiskDir = options.diskDir().resolve(name);
+        this.background = Executors.newCachedThreadPool(r -> {
+            Thread t = new Thread(r, "fork-family-" + name);
+            t.setDaemon(true);
+            return t;
+        });
+    }
+
+    /**
+     * Boots the root VM of a new family: RAM on a shared generation file, NIC on the family's
+     * isolated network with the root address, disk {@code disk0} on {@code baseDisk} (may be null).
+     *
+     * @param spec the guest (boot, memory size, vCPUs); memory backend, NICs, disks and netns are the family's
+     */
+    public static ForkableVm startRoot(VmLauncher launcher, ForkOptions options, VmSpec spec, Path baseDisk, String baseFormat) {
+        CloneNetwork network = CloneNetwork.create(spec.name());
+        ForkFamily family;
+        try {
+            GuestBoot boot = spec.boot() == null ? null
+                    : spec.boot().withParameter("doppel.ip", CloneAddress.ROOT.cidr());
+            VmSpec template = spec.toBuilder().boot(boot).clearNics().clearDisks().netns(network.namespace()).build();
+            family = new ForkFamily(spec.name(), launcher, template, options, network);
+        } catch (RuntimeException e) {
+            network.close();
+            throw e;
+        }
+        try {
+            Files.createDirectories(family.familyDiskDir);
+            DiskImage disk = baseDisk == null ? null : DiskImage.base(baseDisk, baseFormat);
+            if (disk != null) {
+                disk.acquire();   // held by the root's first process
+            }
+            GenerationFile gen = family.generations.create();
+            gen.acquire();
+            MemberProcess p = family.startProcess(spec.name(), CloneAddress.ROOT, MemoryBackend.File.shared(gen.path()),
+                    gen, disk, true, false, false);
+            ForkableVm root = new ForkableVm(family, spec.name(), CloneAddress.ROOT, null, 0, p);
+            family.members.put(root.name(), root);
+            root.connectAgent();
+            return root;
+        } catch (IOException | RuntimeException e) {
+            family.close();
+            throw new ForkException(spec.name(), "cannot start fork root", e);
+        }
+    }
+
+    /**
+     * Starts one QEMU process of this family. On failure everything it took (tap, references) is
+     * given back and the error names the member.
+     */
+    MemberProcess startProcess(String member, CloneAddress address, MemoryBackend memory, GenerationFile gen, DiskImage disk,
+                               boolean tapUp, boolean incoming, boolean isClone) {
+        String processName = member + "." + processNumbers.incrementAndGet();
+        String tap = network.newTap(tapUp);
+        try {
+            VmSpec.Builder b = template.toBuilder().name(processName).memory(memory)
+                    .nic("net0", address.mac(), new NicSpec.Netdev.Tap(tap))
+                    .incomingDefer(incoming).startPaused(incoming);
+            if (disk != null) {
+                b.disk("disk0", disk.path(), disk.format(), false);
+            }
+            if (isClone && options.cloneTcgCacheMiB() > 0) {
+                b.tcgCacheMiB(options.cloneTcgCacheMiB());
+            }
+            if (isClone) {
+                b.extraArgument(options.cloneExtraArguments().toArray(String[]::new));
+            }
+            VmProcess vm = launcher.start(b.build());
+            return new MemberProcess(vm, tap, disk, gen, memory instanceof MemoryBackend.File f && f.share(), network);
+        } catch (RuntimeException e) {
+            network.removeTap(tap);
+            if (disk != null) {
+                disk.release();
+            }
+            gen.release();
+            throw new ForkException(member, "cannot start QEMU process " + processName, e);
+        }
+    }
+
+    /** A fresh overlay for a new process of {@code member} on {@code backing}. */
+    DiskImage newOverlay(String member, DiskImage backing) {
+        if (backing == null) {
+            return null;
+        }
+        Path path = familyDiskDir.resolve(member + "." + processNumbers.incrementAndGet() + ".qcow2");
+        DiskImage overlay = DiskImage.overlay(path, backing);
+        if (options.keepOverlays()) {
+            overlay.keep();
+        }
+        overlay.acquire();
+        return overlay;
+    }
+
+    int nextForkNumber() {
+        int n = forkNumbers.incrementAndGet();
+        if (n > CloneAddress.MAX_FORKS) {
+            throw new ForkException(name, "family exhausted its " + CloneAddress.MAX_FORKS + " fork numbers");
+        }
+        return n;
+    }
+
+    Path descriptorPath(int forkNumber) {
+        return generations.directory().resolve("fork-" + forkNumber + ".state");
+    }
+
+    GenerationStore generations() {
+        return generations;
+    }
+
+    void register(ForkableVm member) {
+        members.put(member.name(), member);
+    }
+
+    /** A member ended; the family closes itself when the last one is gone. */
+    void memberEnded(ForkableVm member) {
+        members.remove(member.name());
+        if (members.isEmpty() && !closing) {
+            background.execute(this::close);
+        }
+    }
+
+    ExecutorService background() {
+        return background;
+    }
+
+    public String name() {
+        return name;
+    }
+
+    public ForkOptions options() {
+        return options;
+    }
+
+    public CloneNetwork network() {
+        return network;
+    }
+
+    public Collection<ForkableVm> members() {
+        return List.copyOf(members.values());
+    }
+
+    public ForkableVm member(String memberName) {
+        ForkableVm vm = members.get(memberName);
+        if (vm == null) {
+            throw new IllegalArgumentException("unknown VM '" + memberName + "' in fork family '" + name + "'");
+        }
+        return vm;
+    }
+
+    /** True once close() has finished: every process stopped, every file and the namespace removed. */
+    public boolean isClosed() {
+        return closed;
+    }
+
+    @Override
+    public synchronized void close() {
+        if (closing) {
+            return;
+        }
+        closing = true;
+        for (ForkableVm m : List.copyOf(members.values())) {
+            try {
+                m.stop();
+            } catch (RuntimeException e) {
+                log.warn("family={} vm={} stop failed: {}", name, m.name(), e.getMessage());
+            }
+        }
+        members.clear();
+        background.shutdownNow();
+        network.close();
+        deleteTree(generations.directory());
+        if (!options.keepOverlays()) {
+            deleteTree(familyDiskDir);
+        }
+        closed = true;
+        log.info("family={} event=closed", name);
+    }
+
+    private static void deleteTree(Path dir) {
+        if (!Files.exists(dir)) {
+            return;
+        }
+        try (Stream<Path> s = Files.walk(dir)) {
+            s.sorted(Comparator.reverseOrder()).forEach(p -> p.toFile().delete());
+        } catch (IOException e) {
+            log.warn("cannot remove {}: {}", dir, e.getMessage());
+        }
+    }
+}

@@ -1,0 +1,71 @@
+package dev.doppel.clone;
+
+import dev.doppel.clone.disk.DiskImage;
+import dev.doppel.clone.memory.GenerationFile;
+import dev.doppel.clone.net.CloneNetwork;
+import dev.doppel.vm.GuestAgentClient;
+import dev.doppel.vm.VmProcess;
+import java.io.IOException;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * One QEMU process of a fork-family member, with what it holds: its tap, its top disk image and its
+ * generation file. A member changes process at every fork (the parent continues in a new process)
+ * and at every reshare; closing a process releases exactly what it held.
+ */
+final class MemberProcess implements AutoCloseable {
+    private static final Logger log = LoggerFactory.getLogger(MemberProcess.class);
+
+    final VmProcess vm;
+    final String tap;
+    final DiskImage disk;
+    final GenerationFile generation;
+    /** True when the process maps its generation file share=on (it can be forked directly). */
+    final boolean sharedMemory;
+    private final CloneNetwork network;
+    private volatile GuestAgentClient agent;
+    private volatile boolean closed;
+
+    MemberProcess(VmProcess vm, String tap, DiskImage disk, GenerationFile generation, boolean sharedMemory, CloneNetwork network) {
+        this.vm = vm;
+        this.tap = tap;
+        this.disk = disk;
+        this.generation = generation;
+        this.sharedMemory = sharedMemory;
+        this.network = network;
+    }
+
+    /** The guest agent link, connected on first use (the guest must be running). */
+    synchronized GuestAgentClient agent() throws IOException {
+        if (agent == null) {
+            agent = GuestAgentClient.connect(vm.name(), vm.runDir().agentSocket());
+        }
+        return agent;
+    }
+
+    boolean agentConnected() {
+        return agent != null;
+    }
+
+    @Override
+    public void close() {
+        if (closed) {
+            return;
+        }
+        closed = true;
+        try {
+            if (agent != null) {
+                agent.close();
+            }
+            vm.close();
+        } finally {
+            network.removeTap(tap);
+            if (disk != null) {
+                disk.release();
+            }
+            generation.release();
+            log.debug("process={} event=released tap={} gen={}", vm.name(), tap, generation.number());
+        }
+    }
+}

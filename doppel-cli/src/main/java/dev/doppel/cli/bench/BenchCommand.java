@@ -1,0 +1,12 @@
+package dev.doppel.cli.bench;
+
+import picocli.CommandLine.Command;
+
+/**
+ * {@code doppel bench …}: measurements, not tests. Every benchmark prints a readable table and, as
+ * its last line, one JSON object with its figures (tools read that line).
+ */
+@Command(name = "bench", description = "Benchmarks: a table, then one JSON line of figures.",
+        subcommands = {QmpBench.class})
+public final class BenchCommand {
+}

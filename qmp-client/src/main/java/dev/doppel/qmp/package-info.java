@@ -1,0 +1,2 @@
+/** QMP client: transports, protocol, events, schema and typed commands. */
+package dev.doppel.qmp;

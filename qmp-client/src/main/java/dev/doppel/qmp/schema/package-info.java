@@ -1,0 +1,2 @@
+/** QEMU's introspected QMP schema ({@code query-qmp-schema}): lookups, enum values, argument validation. */
+package dev.doppel.qmp.schema;

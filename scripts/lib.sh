@@ -1,0 +1,29 @@
+# Shared helpers for Doppel's scripts (sourced, not run).
+# Everything downloaded or built goes under $DOPPEL_CACHE, outside the checkout, keyed by version,
+# so a fresh clone (CI) reuses it; each cached item is checked (version, checksum) before use.
+
+DOPPEL_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+DOPPEL_CACHE="${DOPPEL_CACHE:-$HOME/.cache/doppel}"
+export DOPPEL_ROOT DOPPEL_CACHE
+
+say()  { printf '\033[1;34m[doppel]\033[0m %s\n' "$*" >&2; }
+warn() { printf '\033[1;33m[doppel] warning:\033[0m %s\n' "$*" >&2; }
+die()  { printf '\033[1;31m[doppel] error:\033[0m %s\n' "$*" >&2; exit 1; }
+
+need_root() {
+  [ "$(id -u)" -eq 0 ] || die "$1 needs root (apt-get, network namespaces, tap devices)"
+}
+
+# The guest image directory scripts/build-guest produced for the current sources.
+guest_dir() {
+  readlink -f "$DOPPEL_CACHE/guest/current" 2>/dev/null || true
+}
+
+# The QEMU version string of the stock binary, e.g. 10.0.2.
+qemu_version() {
+  qemu-system-x86_64 --version 2>/dev/null | sed -n 's/^QEMU emulator version \([0-9.]*\).*/\1/p'
+}
+
+doppel_jar() {
+  echo "$DOPPEL_ROOT/doppel-cli/target/doppel.jar"
+}

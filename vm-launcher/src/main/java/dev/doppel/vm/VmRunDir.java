@@ -1,0 +1,69 @@
+package dev.doppel.vm;
+
+import java.io.IOException;
+import java.io.UncheckedIOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.attribute.PosixFilePermissions;
+import java.util.Comparator;
+import java.util.stream.Stream;
+
+/**
+ * The private directory of one QEMU process: its QMP, serial and agent sockets, the console log and
+ * QEMU's own stderr log. Mode 0700, so the sockets inside are reachable only by the owner whatever
+ * QEMU's umask made of them.
+ */
+public record VmRunDir(Path path) {
+    /** Root of all run directories: {@code $DOPPEL_RUN_DIR}, else /run/doppel (root) or the temp dir. */
+    public static Path root() {
+        String env = System.getenv("DOPPEL_RUN_DIR");
+        if (env != null && !env.isBlank()) {
+            return Path.of(env);
+        }
+        Path run = Path.of("/run");
+        if (Files.isWritable(run)) {
+            return run.resolve("doppel");
+        }
+        return Path.of(System.getProperty("java.io.tmpdir"), "doppel-" + System.getProperty("user.name"));
+    }
+
+    /** Creates {@code <root>/vms/<name>}; fails if a VM of that name already has a directory. */
+    public static VmRunDir create(String vmName) {
+        Path vms = root().resolve("vms");
+        try {
+            Files.createDirectories(vms);
+            Path dir = vms.resolve(vmName);
+            Files.createDirectory(dir, PosixFilePermissions.asFileAttribute(PosixFilePermissions.fromString("rwx------")));
+            return new VmRunDir(dir);
+        } catch (java.nio.file.FileAlreadyExistsException e) {
+            throw new IllegalStateException("VM '" + vmName + "' already exists (" + vms.resolve(vmName)
+                    + "); stop it first or remove the stale directory", e);
+        } catch (IOException e) {
+            throw new UncheckedIOException("cannot create run directory for VM '" + vmName + "'", e);
+        }
+    }
+
+    public static VmRunDir of(String vmName) {
+        return new VmRunDir(root().resolve("vms").resolve(vmName));
+    }
+
+    public Path qmpSocket() { return path.resolve("qmp.sock"); }
+    public Path serialSocket() { return path.resolve("serial.sock"); }
+    public Path consoleLog() { return path.resolve("console.log"); }
+    public Path agentSocket() { return path.resolve("agent.sock"); }
+    public Path qemuLog() { return path.resolve("qemu.log"); }
+    public Path pidFile() { return path.resolve("qemu.pid"); }
+    public Path specFile() { return path.resolve("vm.json"); }
+
+    /** Removes the directory and everything in it; missing is fine. */
+    public void delete() {
+        if (!Files.exists(path)) {
+            return;
+        }
+        try (Stream<Path> s = Files.walk(path)) {
+            s.sorted(Comparator.reverseOrder()).forEach(p -> p.toFile().delete());
+        } catch (IOException e) {
+            throw new UncheckedIOException("cannot remove run directory " + path, e);
+        }
+    }
+}
