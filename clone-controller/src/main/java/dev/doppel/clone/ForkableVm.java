@@ -35,6 +35,8 @@ public final class ForkableVm {
     /** One fork, reshare or stop at a time per VM. */
     final ReentrantLock lifecycle = new ReentrantLock();
     private volatile MemberProcess process;
+    /** One console across all the processes this VM runs in over time. */
+    private final ConsoleLog console;
     private volatile CompletableFuture<Void> reshare = CompletableFuture.completedFuture(null);
     private volatile GuestCalls guestCalls;
 
@@ -45,6 +47,8 @@ public final class ForkableVm {
         this.parent = parent;
         this.cloneId = cloneId;
         this.process = process;
+        this.console = ConsoleLog.history(name);
+        process.vm.console().feed(console);
     }
 
     public String name() {
@@ -85,6 +89,7 @@ public final class ForkableVm {
     }
 
     void replaceProcess(MemberProcess next) {
+        next.vm.console().feed(console);
         this.process = next;
     }
 
@@ -93,9 +98,12 @@ public final class ForkableVm {
         return process().vm.qmp();
     }
 
-    /** Console of the current process (a clone's console starts at the fork). */
+    /**
+     * The VM's console: every line of every process it ran in, in order (a clone's console starts
+     * at its fork; the parent's goes on across forks and reshares).
+     */
     public ConsoleLog console() {
-        return process().vm.console();
+        return console;
     }
 
     public long pid() {

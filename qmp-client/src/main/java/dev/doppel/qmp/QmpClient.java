@@ -486,6 +486,11 @@ public final class QmpClient implements AutoCloseable {
     }
 
     private JsonNode await(PendingCall call, Duration timeout) {
+        if (connection.isDeliveryThread()) {
+            abandon(call);
+            throw new IllegalStateException("VM '" + vm + "': blocking call '" + call.command() + "' on the QMP reader "
+                    + "thread (from an event subscription filter?) would wait for itself; use executeAsync");
+        }
         try {
             return call.future().get(timeout.toNanos(), TimeUnit.NANOSECONDS);
         } catch (TimeoutException e) {

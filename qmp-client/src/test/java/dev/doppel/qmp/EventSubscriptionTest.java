@@ -2,6 +2,7 @@ package dev.doppel.qmp;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import dev.doppel.qmp.testing.Transcript;
+import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 
@@ -17,6 +18,7 @@ import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 /** EventHub/EventSubscription semantics, fed with events QEMU actually sent (from the recordings). */
+@Tag("unit")
 @Timeout(10)
 class EventSubscriptionTest {
 

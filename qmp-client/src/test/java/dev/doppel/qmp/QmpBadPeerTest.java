@@ -6,6 +6,7 @@ import dev.doppel.qmp.testing.Threads;
 import dev.doppel.qmp.testing.Transcript;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
+import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 import org.junit.jupiter.api.io.TempDir;
@@ -28,6 +29,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
  * A misbehaving peer (a real unix socket server in the test) must produce a clear, typed error within a bounded
  * time and never leave a reader thread behind. The class-level timeout is the "never stuck" guard.
  */
+@Tag("unit")
 @Timeout(20)
 class QmpBadPeerTest {
 

@@ -8,6 +8,7 @@ import dev.doppel.qmp.testing.Threads;
 import dev.doppel.qmp.testing.Transcript;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
+import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 import org.junit.jupiter.api.io.TempDir;
@@ -32,6 +33,7 @@ import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 /** QmpClient against recorded QEMU 10.0.2 sessions replayed by a fake peer on a real unix socket. */
+@Tag("unit")
 @Timeout(15)
 class QmpClientReplayTest {
 
@@ -414,13 +416,18 @@ class QmpClientReplayTest {
         CompletableFuture<JsonNode> status = client.executeAsync("query-status", null);
         peer.answer(STATUS.exchange("query-status", 1));
         assertEquals("running", status.get(5, TimeUnit.SECONDS).get("status").asText());
-        assertEquals(List.of("STOP"), heard, "the listener is still stuck on the first event");
+        long until = System.nanoTime() + TimeUnit.SECONDS.toNanos(2);
+        while (heard.isEmpty() && System.nanoTime() < until) {
+            Thread.sleep(5); // the listener thread may start a little late
+        }
+        Thread.sleep(50);
+        assertEquals(List.of("STOP"), new ArrayList<>(heard), "the listener is still stuck on the first event");
         release.countDown();
         long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(2);
         while (heard.size() < 2 && System.nanoTime() < deadline) {
             Thread.sleep(5);
         }
-        assertEquals(List.of("STOP", "RESUME"), heard);
+        assertEquals(List.of("STOP", "RESUME"), new ArrayList<>(heard));
     }
 
     @Test
@@ -435,6 +442,28 @@ class QmpClientReplayTest {
         String[] got = chained.get(5, TimeUnit.SECONDS).split("\\|");
         assertTrue(got[0].startsWith("qmp-callback-vm-"), got[0]);
         assertEquals("running", got[1]);
+    }
+
+    @Test
+    void blockingCallFromASubscriptionFilterFailsFastInsteadOfDeadlocking() throws Exception {
+        connect("vm");
+        java.util.concurrent.atomic.AtomicReference<RuntimeException> seen = new java.util.concurrent.atomic.AtomicReference<>();
+        client.subscribe(e -> {
+            try {
+                client.execute("query-status", null, Duration.ofSeconds(10));
+            } catch (RuntimeException ex) {
+                seen.set(ex);
+            }
+            return true;
+        });
+        CompletableFuture<JsonNode> stop = client.executeAsync("stop", null);
+        long t0 = System.nanoTime();
+        peer.answer(STATUS.exchange("stop"));
+        stop.get(5, TimeUnit.SECONDS);
+        assertTrue(System.nanoTime() - t0 < TimeUnit.SECONDS.toNanos(2));
+        IllegalStateException e = assertInstanceOf(IllegalStateException.class, seen.get());
+        assertTrue(e.getMessage().contains("on the QMP reader thread"), e.getMessage());
+        peer.readRequest(); // the refused call had already been sent; its reply would be dropped
     }
 
     record QomGet(String path, String property) {

@@ -18,6 +18,8 @@ import java.util.regex.Pattern;
 /**
  * A guest's serial console as a stream of lines, read by tailing the console log file QEMU writes.
  * Tests and benchmarks wait on it for lines such as {@code tick 3} or the dirtier's status lines.
+ * A log without a file ({@link #history}) is fed by others: a VM that moves between QEMU processes
+ * (fork, reshare, failover) keeps one continuous console that way.
  */
 public final class ConsoleLog implements AutoCloseable {
     private static final int MAX_LINES = 200_000;
@@ -27,7 +29,7 @@ public final class ConsoleLog implements AutoCloseable {
     private final Path file;
     private final List<String> lines = new ArrayList<>();
     private final List<Consumer<ConsoleLine>> listeners = new CopyOnWriteArrayList<>();
-    private final Thread tailer;
+    private final Thread tailer;   // null for a history fed by append()
     private int dropped;
     private volatile boolean closed;
 
@@ -39,12 +41,38 @@ public final class ConsoleLog implements AutoCloseable {
         tailer.start();
     }
 
+    private ConsoleLog(String vmName) {
+        this.vmName = vmName;
+        this.file = null;
+        this.tailer = null;
+    }
+
+    /** A console fed by {@link #append} (e.g. from the consoles of the processes a VM runs in). */
+    public static ConsoleLog history(String vmName) {
+        return new ConsoleLog(vmName);
+    }
+
+    /** Forwards every line of this console, past and future, to {@code target}. */
+    public void feed(ConsoleLog target) {
+        addListener(line -> target.append(line.text()), true);
+    }
+
     public Path file() {
         return file;
     }
 
     /** Called for every new line, on the tailer thread; keep it short. */
     public void addListener(Consumer<ConsoleLine> listener) {
+        listeners.add(listener);
+    }
+
+    /** Like {@link #addListener(Consumer)}, first replaying the lines already seen (no gap, no repeat). */
+    public synchronized void addListener(Consumer<ConsoleLine> listener, boolean replay) {
+        if (replay) {
+            for (int i = 0; i < lines.size(); i++) {
+                listener.accept(new ConsoleLine(dropped + i, lines.get(i)));
+            }
+        }
         listeners.add(listener);
     }
 
@@ -139,19 +167,24 @@ public final class ConsoleLog implements AutoCloseable {
         while ((nl = partial.indexOf("\n")) >= 0) {
             String line = partial.substring(0, nl).replace("\r", "");
             partial.delete(0, nl + 1);
-            ConsoleLine added;
-            synchronized (this) {
-                lines.add(line);
-                if (lines.size() > MAX_LINES) {
-                    lines.remove(0);
-                    dropped++;
-                }
-                added = new ConsoleLine(dropped + lines.size() - 1, line);
-                notifyAll();
-            }
-            for (Consumer<ConsoleLine> l : listeners) {
-                l.accept(added);
-            }
+            append(line);
+        }
+    }
+
+    /**
+     * Adds a line and tells the listeners. Listeners run under this log's lock, so one registered
+     * with replay sees every line exactly once and in order.
+     */
+    public synchronized void append(String line) {
+        lines.add(line);
+        if (lines.size() > MAX_LINES) {
+            lines.remove(0);
+            dropped++;
+        }
+        ConsoleLine added = new ConsoleLine(dropped + lines.size() - 1, line);
+        notifyAll();
+        for (Consumer<ConsoleLine> l : listeners) {
+            l.accept(added);
         }
     }
 
@@ -166,6 +199,8 @@ public final class ConsoleLog implements AutoCloseable {
     @Override
     public void close() {
         closed = true;
-        tailer.interrupt();
+        if (tailer != null) {
+            tailer.interrupt();
+        }
     }
 }

@@ -53,4 +53,12 @@ public interface QmpConnection extends AutoCloseable {
 
     /** Closes the connection reporting {@code reason} to the listener (unless it already ended). */
     void close(QmpException reason);
+
+    /**
+     * True if the calling thread is the one delivering to the {@link Listener}: a blocking wait for a reply there
+     * could never end, so the client refuses it.
+     */
+    default boolean isDeliveryThread() {
+        return false;
+    }
 }

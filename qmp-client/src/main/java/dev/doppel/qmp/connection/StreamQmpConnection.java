@@ -88,6 +88,11 @@ public final class StreamQmpConnection implements QmpConnection {
     }
 
     @Override
+    public boolean isDeliveryThread() {
+        return Thread.currentThread() == reader;
+    }
+
+    @Override
     public boolean isOpen() {
         return !ended.get();
     }

@@ -9,6 +9,7 @@ import dev.doppel.qmp.testing.FakeQmpPeer;
 import dev.doppel.qmp.testing.Transcript;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
+import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 import org.junit.jupiter.api.io.TempDir;
@@ -33,6 +34,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
  * Each typed wrapper must send exactly the request QEMU accepted in the recording (same command and arguments)
  * and parse QEMU's recorded reply.
  */
+@Tag("unit")
 @Timeout(15)
 class QemuCommandsReplayTest {
 

@@ -1,6 +1,8 @@
 package dev.doppel.qmp.connection;
 
 import dev.doppel.qmp.testing.Transcript;
+import org.junit.jupiter.api.Tag;
+import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 
 import java.nio.charset.StandardCharsets;
@@ -11,6 +13,7 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+@Tag("unit")
 class LineFramerTest {
 
     private static List<String> feedAll(LineFramer f, byte[] data, int chunk) throws Exception {

@@ -8,6 +8,7 @@ import dev.doppel.qmp.QmpSchemaException;
 import dev.doppel.qmp.testing.FakeQmpPeer;
 import dev.doppel.qmp.testing.Transcript;
 import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 import org.junit.jupiter.api.io.TempDir;
@@ -25,6 +26,7 @@ import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 /** The recorded QEMU 10.0.2 {@code query-qmp-schema}. */
+@Tag("unit")
 @Timeout(15)
 class QmpSchemaTest {
 

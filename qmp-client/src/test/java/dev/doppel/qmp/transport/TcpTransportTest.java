@@ -6,6 +6,7 @@ import dev.doppel.qmp.QmpConnectException;
 import dev.doppel.qmp.QmpException;
 import dev.doppel.qmp.testing.FakeQmpPeer;
 import dev.doppel.qmp.testing.Transcript;
+import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 
@@ -18,6 +19,7 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+@Tag("unit")
 @Timeout(10)
 class TcpTransportTest {
 

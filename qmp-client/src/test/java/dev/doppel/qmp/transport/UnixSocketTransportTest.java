@@ -1,5 +1,6 @@
 package dev.doppel.qmp.transport;
 
+import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 import org.junit.jupiter.api.io.TempDir;
@@ -19,6 +20,7 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+@Tag("unit")
 @Timeout(10)
 class UnixSocketTransportTest {
 
@@ -50,8 +52,9 @@ class UnixSocketTransportTest {
     @Test
     void sendAndReadOverSocketPair() throws Exception {
         int[] sv = UnixSocketTransport.socketPair();
-        try (UnixSocketTransport a = UnixSocketTransport.adopt(sv[0], "pair:a");
-             UnixSocketTransport b = UnixSocketTransport.adopt(sv[1], "pair:b")) {
+        UnixSocketTransport a = UnixSocketTransport.adopt(sv[0], "pair:a");
+        UnixSocketTransport b = UnixSocketTransport.adopt(sv[1], "pair:b");
+        try {
             byte[] msg = "{\"execute\": \"query-status\"}\n".getBytes(StandardCharsets.US_ASCII);
             a.send(msg, null);
             byte[] buf = new byte[100];
@@ -65,6 +68,9 @@ class UnixSocketTransportTest {
             assertEquals(msg.length, b.read(buf));
             a.close();
             assertEquals(-1, b.read(buf), "EOF after peer close");
+        } finally {
+            a.close();
+            b.close();
         }
     }
 
