@@ -14,14 +14,17 @@ import java.util.Objects;
  * @param enableOob             request the {@code oob} capability when offered (true)
  * @param validateAgainstSchema validate commands before sending once {@link QmpClient#schema()} is loaded (false)
  * @param eventBacklogSize      how many recent events {@link QmpClient#recentEvents()} keeps (1000)
+ * @param replySpin             how long a blocking call polls for its reply before parking (100 µs; 0 = park at once)
  */
 public record QmpClientOptions(String vmName, Duration defaultTimeout, Duration greetingTimeout, int maxMessageBytes,
-                               boolean enableOob, boolean validateAgainstSchema, int eventBacklogSize) {
+                               boolean enableOob, boolean validateAgainstSchema, int eventBacklogSize,
+                               Duration replySpin) {
 
     public static final Duration DEFAULT_TIMEOUT = Duration.ofSeconds(30);
     public static final Duration DEFAULT_GREETING_TIMEOUT = Duration.ofSeconds(10);
     public static final int DEFAULT_MAX_MESSAGE_BYTES = 10 * 1024 * 1024;
     public static final int DEFAULT_EVENT_BACKLOG = 1000;
+    public static final Duration DEFAULT_REPLY_SPIN = Duration.ofNanos(500_000);
 
     public QmpClientOptions {
         Objects.requireNonNull(vmName, "vmName");
@@ -33,6 +36,7 @@ public record QmpClientOptions(String vmName, Duration defaultTimeout, Duration 
         if (maxMessageBytes < 1024) {
             throw new IllegalArgumentException("maxMessageBytes must be at least 1024: " + maxMessageBytes);
         }
+        Objects.requireNonNull(replySpin, "replySpin");
         if (eventBacklogSize < 0) {
             throw new IllegalArgumentException("eventBacklogSize must be >= 0");
         }
@@ -41,7 +45,7 @@ public record QmpClientOptions(String vmName, Duration defaultTimeout, Duration 
     /** All defaults for the given VM name. */
     public static QmpClientOptions defaults(String vmName) {
         return new QmpClientOptions(vmName, DEFAULT_TIMEOUT, DEFAULT_GREETING_TIMEOUT, DEFAULT_MAX_MESSAGE_BYTES,
-                true, false, DEFAULT_EVENT_BACKLOG);
+                true, false, DEFAULT_EVENT_BACKLOG, DEFAULT_REPLY_SPIN);
     }
 
     public static Builder builder(String vmName) {
@@ -49,31 +53,36 @@ public record QmpClientOptions(String vmName, Duration defaultTimeout, Duration 
     }
 
     public QmpClientOptions withVmName(String v) {
-        return new QmpClientOptions(v, defaultTimeout, greetingTimeout, maxMessageBytes, enableOob, validateAgainstSchema, eventBacklogSize);
+        return new QmpClientOptions(v, defaultTimeout, greetingTimeout, maxMessageBytes, enableOob, validateAgainstSchema, eventBacklogSize, replySpin);
     }
 
     public QmpClientOptions withDefaultTimeout(Duration v) {
-        return new QmpClientOptions(vmName, v, greetingTimeout, maxMessageBytes, enableOob, validateAgainstSchema, eventBacklogSize);
+        return new QmpClientOptions(vmName, v, greetingTimeout, maxMessageBytes, enableOob, validateAgainstSchema, eventBacklogSize, replySpin);
     }
 
     public QmpClientOptions withGreetingTimeout(Duration v) {
-        return new QmpClientOptions(vmName, defaultTimeout, v, maxMessageBytes, enableOob, validateAgainstSchema, eventBacklogSize);
+        return new QmpClientOptions(vmName, defaultTimeout, v, maxMessageBytes, enableOob, validateAgainstSchema, eventBacklogSize, replySpin);
     }
 
     public QmpClientOptions withMaxMessageBytes(int v) {
-        return new QmpClientOptions(vmName, defaultTimeout, greetingTimeout, v, enableOob, validateAgainstSchema, eventBacklogSize);
+        return new QmpClientOptions(vmName, defaultTimeout, greetingTimeout, v, enableOob, validateAgainstSchema, eventBacklogSize, replySpin);
     }
 
     public QmpClientOptions withEnableOob(boolean v) {
-        return new QmpClientOptions(vmName, defaultTimeout, greetingTimeout, maxMessageBytes, v, validateAgainstSchema, eventBacklogSize);
+        return new QmpClientOptions(vmName, defaultTimeout, greetingTimeout, maxMessageBytes, v, validateAgainstSchema, eventBacklogSize, replySpin);
     }
 
     public QmpClientOptions withValidateAgainstSchema(boolean v) {
-        return new QmpClientOptions(vmName, defaultTimeout, greetingTimeout, maxMessageBytes, enableOob, v, eventBacklogSize);
+        return new QmpClientOptions(vmName, defaultTimeout, greetingTimeout, maxMessageBytes, enableOob, v, eventBacklogSize, replySpin);
     }
 
     public QmpClientOptions withEventBacklogSize(int v) {
-        return new QmpClientOptions(vmName, defaultTimeout, greetingTimeout, maxMessageBytes, enableOob, validateAgainstSchema, v);
+        return new QmpClientOptions(vmName, defaultTimeout, greetingTimeout, maxMessageBytes, enableOob, validateAgainstSchema, v, replySpin);
+    }
+
+    public QmpClientOptions withReplySpin(Duration v) {
+        return new QmpClientOptions(vmName, defaultTimeout, greetingTimeout, maxMessageBytes, enableOob, validateAgainstSchema,
+                eventBacklogSize, v);
     }
 
     /** Fluent builder over the record. */
