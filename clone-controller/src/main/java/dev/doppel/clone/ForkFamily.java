@@ -224,12 +224,14 @@ public final class ForkFamily implements AutoCloseable {
             }
         }
         members.clear();
-        background.shutdownNow();
         network.close();
         deleteTree(generations.directory());
         if (!options.keepOverlays()) {
             deleteTree(familyDiskDir);
         }
+        // Not shutdownNow(): close() itself may run on this executor (last member ended), and
+        // interrupting it would abort the clean-up above half-way.
+        background.shutdown();
         closed = true;
         log.info("family={} event=closed", name);
     }

@@ -74,27 +74,10 @@ final class ForkFixture implements AutoCloseable {
         return vm.console().awaitMatch(pattern, 0, timeout);
     }
 
-    /** A qcow2 data disk holding the parallel-sum data set: "COUNT BYTES" then 1..COUNT. */
+    /** A qcow2 data disk holding the parallel-sum data set (see {@link ExampleDataSet}). */
     Path dataSetDisk(String name, int count) throws Exception {
-        StringBuilder numbers = new StringBuilder();
-        for (int i = 1; i <= count; i++) {
-            numbers.append(i).append('\n');
-        }
-        byte[] body = numbers.toString().getBytes(java.nio.charset.StandardCharsets.US_ASCII);
-        String header = count + " ";
-        // BYTES counts the header line too; its own digits change its length, so iterate once.
-        int total = header.length() + 8 + 1 + body.length;
-        String headerLine = count + " " + total + "\n";
-        total = headerLine.length() + body.length;
-        headerLine = count + " " + total + "\n";
-        Path raw = workDir.resolve(name + ".raw");
-        try (var out = Files.newOutputStream(raw)) {
-            out.write(headerLine.getBytes(java.nio.charset.StandardCharsets.US_ASCII));
-            out.write(body);
-        }
-        HostCommand.run("truncate", "-s", "16M", raw.toString());
         Path img = workDir.resolve(name + ".qcow2");
-        HostCommand.run("qemu-img", "convert", "-q", "-f", "raw", "-O", "qcow2", raw.toString(), img.toString());
+        ExampleDataSet.writeQcow2(img, count);
         return img;
     }
 

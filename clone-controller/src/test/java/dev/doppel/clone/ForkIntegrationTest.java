@@ -115,7 +115,11 @@ class ForkIntegrationTest {
         assertEquals(c1.address().ip(), sh(c1, "ip -4 -o addr show dev eth0 | awk '{print $4}' | cut -d/ -f1").trim());
         assertEquals(c1.address().mac(), sh(c1, "cat /sys/class/net/eth0/address").trim());
         assertEquals(c1.name(), sh(c1, "hostname").trim());
-        assertNotEquals(sh(c1, "cat /proc/sys/kernel/random/boot_id"), "");
+        // Fresh entropy per clone: without the agent's reseed both would continue the parent's RNG state.
+        String random1 = sh(c1, "head -c 16 /dev/urandom | od -An -tx1");
+        String random2 = sh(c2, "head -c 16 /dev/urandom | od -An -tx1");
+        assertNotEquals(random1, random2, "two clones produced the same random bytes");
+        assertNotEquals(sh(c1, "hostname"), sh(c2, "hostname"));
 
         // Clone network: clones reach the parent and each other by derived IPs ...
         sh(c1, "ping -c 2 -W 3 " + parent.address().ip() + " >/dev/null");

@@ -30,7 +30,7 @@ class GuestForkIntegrationTest {
         ForkableVm parent = fx.startWorkload("psum", "parallel-sum", Map.of("doppel.example_args", "4,/dev/vda"), disk);
 
         Matcher total = awaitFollowing(parent, Pattern.compile("PSUM total=(\\d+)"), Duration.ofSeconds(240));
-        assertEquals((long) count * (count + 1) / 2, Long.parseLong(total.group(1)));
+        assertEquals(ExampleDataSet.expectedSum(count), Long.parseLong(total.group(1)));
         long partials = parent.console().lines().stream().filter(l -> l.startsWith("PSUM partial")).count();
         assertEquals(4, partials, "one partial per clone");
         Matcher wait = awaitFollowing(parent, Pattern.compile("PSUM wait (.*)"), Duration.ofSeconds(5));
@@ -42,6 +42,21 @@ class GuestForkIntegrationTest {
         for (ForkableVm c : parent.children()) {
             assertEquals(0, c.exitCode().get());
         }
+    }
+
+    @Test
+    void guestKillsItsCloneAndWaitReportsIt() throws Exception {
+        fx = new ForkFixture(tmp, ForkFixture.options(tmp));
+        ForkableVm parent = fx.startIdle("kill", fx.dataDisk("kill"));
+        // Run detached (output to the console): vmfork replaces the process the agent answers from.
+        ForkFixture.sh(parent, "( id=$(vmfork 1); if [ \"$id\" -gt 0 ]; then while :; do sleep 1; done; fi; "
+                + "vmkill 1 >/dev/null && echo KILLED-CLONE; echo \"KWAIT $(vmwait)\" ) </dev/null >/dev/console 2>&1 &");
+        awaitFollowing(parent, Pattern.compile("KILLED-CLONE"), Duration.ofSeconds(120));
+        Matcher wait = awaitFollowing(parent, Pattern.compile("KWAIT (.*)"), Duration.ofSeconds(60));
+        assertTrue(wait.group(1).contains("\"1\":-1"), "a killed clone's code is -1: " + wait.group(1));
+        assertEquals(1, parent.children().size());
+        assertEquals(-1, parent.children().get(0).exitCode().get());
+        assertEquals(1, parent.family().members().size());
     }
 
     @Test

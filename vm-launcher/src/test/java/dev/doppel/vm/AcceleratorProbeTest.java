@@ -13,14 +13,18 @@ import org.junit.jupiter.api.io.TempDir;
 class AcceleratorProbeTest {
     @TempDir Path tmp;
 
+    private int hosts;
+
+    /** A fake host (its own directory): /dev/kvm present or not, CPU flags, PVM module loaded or not. */
     private AcceleratorProbe probe(boolean kvmExists, String flags, boolean pvm) throws Exception {
-        Path kvm = tmp.resolve("kvm");
+        Path host = Files.createDirectory(tmp.resolve("host" + hosts++));
+        Path kvm = host.resolve("kvm");
         if (kvmExists) {
             Files.writeString(kvm, "");
         }
-        Path cpuinfo = tmp.resolve("cpuinfo");
+        Path cpuinfo = host.resolve("cpuinfo");
         Files.writeString(cpuinfo, "processor\t: 0\nflags\t\t: fpu vme " + flags + " sse2\n\n");
-        Path pvmDir = tmp.resolve("kvm_pvm");
+        Path pvmDir = host.resolve("kvm_pvm");
         if (pvm) {
             Files.createDirectories(pvmDir);
         }

@@ -1,0 +1,111 @@
+package dev.doppel.cli;
+
+import dev.doppel.clone.CloneController;
+import dev.doppel.clone.ExampleDataSet;
+import dev.doppel.clone.ForkOptions;
+import dev.doppel.clone.ForkResult;
+import dev.doppel.clone.ForkableVm;
+import dev.doppel.hostnet.HostCommand;
+import dev.doppel.vm.GuestImage;
+import dev.doppel.vm.VmLauncher;
+import dev.doppel.vm.VmSpec;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.Map;
+import java.util.concurrent.Callable;
+import java.util.regex.Pattern;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
+import picocli.CommandLine.Option;
+
+/**
+ * {@code doppel fork run|example}: VM fork from the host or from inside the guest, end to end in one
+ * command (the fork controller lives as long as the command; a long-running daemon with a REST API
+ * comes with the remote-clone work).
+ */
+@Command(name = "fork", description = "Fork a running VM into clones (SnowFlock-style).",
+        subcommands = {ForkCommand.Run.class, ForkCommand.Example.class})
+public final class ForkCommand {
+
+    @Command(name = "run", description = "Boot a forkable guest, fork it into N clones, show them, then clean up.")
+    static final class Run implements Callable<Integer> {
+        @Option(names = {"-n", "--clones"}, defaultValue = "2", description = "number of clones (default ${DEFAULT-VALUE})") int clones;
+        @Option(names = "--mem", defaultValue = "256", description = "guest RAM in MiB (default ${DEFAULT-VALUE})") long memMiB;
+        @Option(names = "--run", defaultValue = "dirtier", description = "guest workload (default ${DEFAULT-VALUE})") String run;
+        @Option(names = "--seconds", defaultValue = "10", description = "how long to watch the clones (default ${DEFAULT-VALUE})") int seconds;
+        @Mixin AccelOption accel;
+
+        @Override
+        public Integer call() throws Exception {
+            VmLauncher launcher = VmLauncher.create(accel.forced());
+            Path work = Files.createTempDirectory("doppel-fork");
+            Path disk = work.resolve("disk.qcow2");
+            HostCommand.run("qemu-img", "create", "-q", "-f", "qcow2", disk.toString(), "64M");
+            String name = "fork" + ProcessHandle.current().pid();
+            VmSpec spec = VmLauncher.guestSpec(name, GuestImage.locate(), run, Map.of("doppel.dirty_rate", "2000")).memoryMiB(memMiB).build();
+            try (CloneController controller = new CloneController(launcher, ForkOptions.defaults())) {
+                ForkableVm parent = controller.start(spec, disk, "qcow2");
+                parent.console().awaitLine(Pattern.compile("DOPPEL-READY"), Duration.ofSeconds(120));
+                System.out.printf("parent %s running at %s (pid %d)%n", parent.name(), parent.address().ip(), parent.pid());
+                ForkResult r = controller.fork(parent, clones);
+                System.out.printf("forked into %d clones in %.1f ms (parent paused %.1f ms, descriptor %d bytes)%n",
+                        clones, r.forkMs(), r.parentPauseMs(), r.descriptorBytes());
+                System.out.printf("%-24s %-14s %-18s %8s%n", "CLONE", "IP", "MAC", "PID");
+                for (ForkableVm c : r.clones()) {
+                    System.out.printf("%-24s %-14s %-18s %8d%n", c.name(), c.address().ip(), c.address().mac(), c.pid());
+                }
+                Thread.sleep(seconds * 1000L);
+                for (ForkableVm vm : controller.list()) {
+                    var tail = vm.console().tail(1);
+                    System.out.printf("%-24s %s%n", vm.name(), tail.isEmpty() ? "" : tail.get(0));
+                }
+            } finally {
+                try (var s = Files.walk(work)) {
+                    s.sorted(java.util.Comparator.reverseOrder()).forEach(p -> p.toFile().delete());
+                }
+            }
+            return 0;
+        }
+    }
+
+    @Command(name = "example", description = "Run a guest program that forks itself: parallel-sum or sandbox (the seed's patterns).")
+    static final class Example implements Callable<Integer> {
+        @picocli.CommandLine.Parameters(index = "0", description = "parallel-sum or sandbox") String example;
+        @Option(names = {"-n", "--clones"}, defaultValue = "4", description = "clones for parallel-sum (default ${DEFAULT-VALUE})") int clones;
+        @Mixin AccelOption accel;
+
+        @Override
+        public Integer call() throws Exception {
+            if (!example.equals("parallel-sum") && !example.equals("sandbox")) {
+                throw new IllegalArgumentException("unknown example '" + example + "' (parallel-sum or sandbox)");
+            }
+            VmLauncher launcher = VmLauncher.create(accel.forced());
+            Path work = Files.createTempDirectory("doppel-fork");
+            Path disk = work.resolve("data.qcow2");
+            int count = 20_000;
+            ExampleDataSet.writeQcow2(disk, count);
+            String args = example.equals("parallel-sum") ? clones + ",/dev/vda" : "/dev/vda";
+            VmSpec spec = VmLauncher.guestSpec("ex" + ProcessHandle.current().pid(), GuestImage.locate(), example,
+                    Map.of("doppel.example_args", args)).build();
+            Pattern done = Pattern.compile("PSUM total=|SANDBOX parent-");
+            try (CloneController controller = new CloneController(launcher, ForkOptions.defaults())) {
+                ForkableVm vm = controller.start(spec, disk, "qcow2");
+                vm.console().addListener(l -> {
+                    if (l.text().startsWith("PSUM") || l.text().startsWith("SANDBOX")) {
+                        System.out.println(l.text());
+                    }
+                }, true);
+                vm.console().awaitLine(done, Duration.ofSeconds(300));
+                if (example.equals("parallel-sum")) {
+                    System.out.println("expected total=" + ExampleDataSet.expectedSum(count));
+                }
+            } finally {
+                try (var s = Files.walk(work)) {
+                    s.sorted(java.util.Comparator.reverseOrder()).forEach(p -> p.toFile().delete());
+                }
+            }
+            return 0;
+        }
+    }
+}
