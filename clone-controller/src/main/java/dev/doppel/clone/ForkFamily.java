@@ -93,6 +93,7 @@ public final class ForkFamily implements AutoCloseable {
             MemberProcess p = family.startProcess(spec.name(), CloneAddress.ROOT, MemoryBackend.File.shared(gen.path()),
                     gen, disk, true, false, false);
             ForkableVm root = new ForkableVm(family, spec.name(), CloneAddress.ROOT, null, 0, p);
+            root.identity().complete(null);   // booted with its own addresses
             family.members.put(root.name(), root);
             root.connectAgent();
             return root;

@@ -58,6 +58,12 @@ public final class ForkService {
         return t;
     });
     private final SecureRandom random = new SecureRandom();
+    /** Identity tasks wait on guests, not on CPU: one thread per clone being configured. */
+    private final ExecutorService identityExecutor = Executors.newCachedThreadPool(r -> {
+        Thread t = new Thread(r, "fork-identity");
+        t.setDaemon(true);
+        return t;
+    });
 
     /**
      * Pre-starts the processes for a fork of {@code vm} into {@code n} clones, so that the fork itself
@@ -125,6 +131,8 @@ public final class ForkService {
             double pauseMs = (System.nanoTime() - tStop) / 1e6;
             vm.replaceProcess(newParent);
             pool.parentSlot = null;
+            // Move the agent session before the old process goes, so calls in flight survive.
+            reconnectAgent(vm);
 
             List<CompletableFuture<Void>> starts = new ArrayList<>();
             for (MemberProcess c : pool.cloneSlots) {
@@ -155,8 +163,7 @@ public final class ForkService {
             pool.cloneSlots.clear();
             log.info("vm={} event=forked fork={} clones={} pause_ms={} fork_ms={} prestart_ms={} descriptor_bytes={}",
                     vm.name(), pool.forkNumber, n, fmt(pauseMs), fmt(forkMs), fmt(prestartMs), descriptorBytes);
-            reconnectAgent(vm);
-            applyIdentities(vm, clones);
+            applyIdentities(clones);
             if (vm.family().options().reshareAfterFork()) {
                 reshareInBackground(vm);
             }
@@ -258,17 +265,13 @@ public final class ForkService {
     /**
      * Gives each clone its own identity through its guest agent — MAC, IP, hostname, and fresh
      * entropy so clones never share RNG state or secrets derived from it — and only then brings its
-     * tap up. A clone whose agent does not answer stays off the network and is reported.
+     * tap up. Runs in the background, one task per clone (each mostly waits for its guest), so the
+     * fork returns as soon as the clones run; {@link ForkableVm#identity()} tells when it is done.
+     * A clone whose agent does not answer stays off the network and its identity future fails.
      */
-    private void applyIdentities(ForkableVm parent, List<ForkableVm> clones) {
-        List<CompletableFuture<Void>> all = new ArrayList<>();
+    private void applyIdentities(List<ForkableVm> clones) {
         for (ForkableVm c : clones) {
-            all.add(CompletableFuture.runAsync(() -> applyIdentity(c), starter));
-        }
-        try {
-            CompletableFuture.allOf(all.toArray(CompletableFuture[]::new)).get(IDENTITY_TIMEOUT.toMillis() + 5000, TimeUnit.MILLISECONDS);
-        } catch (Exception e) {
-            log.warn("vm={} event=identity-incomplete cause=\"{}\"", parent.name(), unwrap(e).getMessage());
+            identityExecutor.execute(() -> applyIdentity(c));
         }
     }
 
@@ -282,10 +285,11 @@ public final class ForkService {
                     "mac", clone.address().mac(),
                     "seed", HexFormat.of().formatHex(seed)), IDENTITY_TIMEOUT);
             clone.family().network().tapUp(clone.process().tap);
-            reconnectAgent(clone);
+            clone.identity().complete(null);
             log.debug("vm={} event=identity-set ip={} mac={}", clone.name(), clone.address().ip(), clone.address().mac());
         } catch (IOException | TimeoutException | RuntimeException e) {
             log.warn("vm={} event=identity-failed cause=\"{}\" (clone stays off the network)", clone.name(), e.getMessage());
+            clone.identity().completeExceptionally(new ForkException(clone.name(), "identity not applied", e));
         }
     }
 
@@ -359,8 +363,8 @@ public final class ForkService {
             throw new ForkException(vm.name(), "reshare onto a new memory file failed, VM continues where it was", unwrap(e));
         }
         vm.replaceProcess(dst);
-        src.close();
         reconnectAgent(vm);
+        src.close();
         log.info("vm={} event=reshared gen={} ms={}", vm.name(), gen.number(), fmt((System.nanoTime() - t0) / 1e6));
     }
 

@@ -32,6 +32,8 @@ public final class ForkableVm {
     private final int cloneId;
     private final List<ForkableVm> children = new CopyOnWriteArrayList<>();
     private final CompletableFuture<Integer> exit = new CompletableFuture<>();
+    /** Completes once the VM has its own identity (a clone: MAC, IP, hostname, entropy; the root at once). */
+    private final CompletableFuture<Void> identity = new CompletableFuture<>();
     /** One fork, reshare or stop at a time per VM. */
     final ReentrantLock lifecycle = new ReentrantLock();
     private volatile MemberProcess process;
@@ -39,6 +41,8 @@ public final class ForkableVm {
     private final ConsoleLog console;
     private volatile CompletableFuture<Void> reshare = CompletableFuture.completedFuture(null);
     private volatile GuestCalls guestCalls;
+    /** The guest agent session; follows the VM from process to process (see GuestAgentClient#reconnect). */
+    private GuestAgentClient agent;
 
     ForkableVm(ForkFamily family, String name, CloneAddress address, ForkableVm parent, int cloneId, MemberProcess process) {
         this.family = family;
@@ -121,6 +125,15 @@ public final class ForkableVm {
         return p != null && p.sharedMemory;
     }
 
+    /**
+     * Completes when the VM carries its own identity and is on the clone network. A clone starts
+     * with its parent's addresses; the guest agent gives it its own shortly after the fork.
+     * Completes exceptionally if the agent did not answer (the clone then stays off the network).
+     */
+    public CompletableFuture<Void> identity() {
+        return identity;
+    }
+
     /** Completes with the VM's exit code (vmexit CODE, or -1 when killed or stopped by the host). */
     public CompletableFuture<Integer> exitCode() {
         return exit;
@@ -134,23 +147,30 @@ public final class ForkableVm {
         this.reshare = f;
     }
 
-    /** The guest agent of the current process. */
-    public GuestAgentClient agent() throws IOException {
-        return process().agent();
+    /** The guest agent session (connected on first use; it follows the VM across processes). */
+    public synchronized GuestAgentClient agent() throws IOException {
+        if (agent == null) {
+            agent = GuestAgentClient.connect(name, process().vm.runDir().agentSocket());
+            GuestCalls calls = guestCalls;
+            if (calls != null) {
+                agent.onCall(calls::handle);
+            }
+        }
+        return agent;
     }
 
-    /** Connects the guest agent link and routes guest calls (vmfork, vmwait, vmexit, vmkill). */
-    void connectAgent() throws IOException {
-        GuestAgentClient agent = process().agent();
-        GuestCalls calls = guestCalls;
-        if (calls != null) {
-            agent.onCall(calls::handle);
+    /** Points the agent session at the current process (after a fork or reshare moved the VM). */
+    synchronized void connectAgent() throws IOException {
+        if (agent == null) {
+            agent();
+        } else {
+            agent.reconnect(process().vm.runDir().agentSocket());
         }
     }
 
-    void routeGuestCalls(GuestCalls calls) throws IOException {
+    synchronized void routeGuestCalls(GuestCalls calls) throws IOException {
         this.guestCalls = calls;
-        connectAgent();
+        agent().onCall(calls::handle);
     }
 
     void routeGuestCallsQuietly(GuestCalls calls) {
@@ -185,6 +205,11 @@ public final class ForkableVm {
         try {
             MemberProcess p = process;
             process = null;
+            synchronized (this) {
+                if (agent != null) {
+                    agent.close();
+                }
+            }
             if (p != null) {
                 p.close();
             }

@@ -58,7 +58,14 @@ final class GuestCalls {
         ForkResult result = forks.fork(vm, n);
         for (ForkableVm clone : result.clones()) {
             clone.routeGuestCallsQuietly(new GuestCalls(forks, clone, executor));
-            answer(clone, id, clone.cloneId());
+            // The clone's vmfork returns only once the clone has its own addresses.
+            clone.identity().whenComplete((ok, err) -> {
+                if (err == null) {
+                    answer(clone, id, clone.cloneId());
+                } else {
+                    fail(clone, id, "clone identity not applied: " + err.getMessage());
+                }
+            });
         }
         answer(vm, id, 0);
     }

@@ -3,15 +3,13 @@ package dev.doppel.clone;
 import dev.doppel.clone.disk.DiskImage;
 import dev.doppel.clone.memory.GenerationFile;
 import dev.doppel.clone.net.CloneNetwork;
-import dev.doppel.vm.GuestAgentClient;
 import dev.doppel.vm.VmProcess;
-import java.io.IOException;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
 /**
  * One QEMU process of a fork-family member, with what it holds: its tap, its top disk image and its
- * generation file. A member changes process at every fork (the parent continues in a new process)
+ * generation file. (The guest agent session belongs to the member, not the process: it moves along.) A member changes process at every fork (the parent continues in a new process)
  * and at every reshare; closing a process releases exactly what it held.
  */
 final class MemberProcess implements AutoCloseable {
@@ -24,7 +22,6 @@ final class MemberProcess implements AutoCloseable {
     /** True when the process maps its generation file share=on (it can be forked directly). */
     final boolean sharedMemory;
     private final CloneNetwork network;
-    private volatile GuestAgentClient agent;
     private volatile boolean closed;
 
     MemberProcess(VmProcess vm, String tap, DiskImage disk, GenerationFile generation, boolean sharedMemory, CloneNetwork network) {
@@ -36,18 +33,6 @@ final class MemberProcess implements AutoCloseable {
         this.network = network;
     }
 
-    /** The guest agent link, connected on first use (the guest must be running). */
-    synchronized GuestAgentClient agent() throws IOException {
-        if (agent == null) {
-            agent = GuestAgentClient.connect(vm.name(), vm.runDir().agentSocket());
-        }
-        return agent;
-    }
-
-    boolean agentConnected() {
-        return agent != null;
-    }
-
     @Override
     public void close() {
         if (closed) {
@@ -55,9 +40,6 @@ final class MemberProcess implements AutoCloseable {
         }
         closed = true;
         try {
-            if (agent != null) {
-                agent.close();
-            }
             vm.close();
         } finally {
             network.removeTap(tap);

@@ -95,6 +95,8 @@ class ForkIntegrationTest {
         ForkResult r = f.controller.fork(parent, 2);
         ForkableVm c1 = r.clones().get(0);
         ForkableVm c2 = r.clones().get(1);
+        c1.identity().get(120, java.util.concurrent.TimeUnit.SECONDS);
+        c2.identity().get(120, java.util.concurrent.TimeUnit.SECONDS);
 
         // Parent's writes after the fork reach neither clone.
         sh(parent, "echo after > /tmp/after && printf PARENT | dd of=/dev/vda bs=512 seek=100 count=1 conv=fsync,notrunc 2>/dev/null");

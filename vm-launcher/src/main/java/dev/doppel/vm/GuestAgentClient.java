@@ -36,20 +36,42 @@ public final class GuestAgentClient implements AutoCloseable {
     private static final ObjectMapper MAPPER = new ObjectMapper();
 
     private final String vmName;
-    private final SocketChannel channel;
+    /** The current link; replaced by {@link #reconnect} when the VM moves to another QEMU process. */
+    private volatile SocketChannel channel;
     private final Map<Long, CompletableFuture<JsonNode>> pending = new ConcurrentHashMap<>();
     private final AtomicLong nextId = new AtomicLong(1);
-    private final Thread reader;
-    private volatile Consumer<JsonNode> callHandler = call -> log.warn("vm={} unhandled guest call {}", "?", call);
+    private volatile Consumer<JsonNode> callHandler = call -> log.warn("unhandled guest call {}", call);
     private volatile Consumer<JsonNode> eventHandler = event -> { };
     private volatile boolean closed;
 
     private GuestAgentClient(String vmName, SocketChannel channel) {
         this.vmName = vmName;
         this.channel = channel;
-        this.reader = new Thread(this::readLoop, "agent-" + vmName);
+        startReader(channel);
+    }
+
+    private void startReader(SocketChannel ch) {
+        Thread reader = new Thread(() -> readLoop(ch), "agent-" + vmName);
         reader.setDaemon(true);
         reader.start();
+    }
+
+    /**
+     * Moves the session to another socket: the VM continues in a new QEMU process (fork, reshare,
+     * failover). Calls in flight are kept: the guest agent lives on in the snapshot and answers them
+     * on the new link, with the same ids.
+     */
+    public synchronized void reconnect(Path socket) throws IOException {
+        SocketChannel next = SocketChannel.open(StandardProtocolFamily.UNIX);
+        next.connect(UnixDomainSocketAddress.of(socket));
+        SocketChannel old = channel;
+        channel = next;
+        try {
+            old.close();
+        } catch (IOException e) {
+            log.debug("vm={} closing previous agent link: {}", vmName, e.getMessage());
+        }
+        startReader(next);
     }
 
     /** Connects to the agent chardev socket of a VM (QEMU must be running). */
@@ -117,8 +139,8 @@ public final class GuestAgentClient implements AutoCloseable {
         }
     }
 
-    private void readLoop() {
-        try (BufferedReader in = new BufferedReader(new InputStreamReader(Channels.newInputStream(channel), StandardCharsets.UTF_8))) {
+    private void readLoop(SocketChannel ch) {
+        try (BufferedReader in = new BufferedReader(new InputStreamReader(Channels.newInputStream(ch), StandardCharsets.UTF_8))) {
             String line;
             while ((line = in.readLine()) != null) {
                 dispatch(line);
@@ -128,8 +150,11 @@ public final class GuestAgentClient implements AutoCloseable {
                 log.debug("vm={} agent link closed: {}", vmName, e.getMessage());
             }
         } finally {
-            IOException gone = new IOException("guest agent link of VM '" + vmName + "' closed");
-            pending.values().forEach(f -> f.completeExceptionally(gone));
+            // A link replaced by reconnect() ends quietly: its calls are answered on the new one.
+            if (ch == channel) {
+                IOException gone = new IOException("guest agent link of VM '" + vmName + "' closed");
+                pending.values().forEach(f -> f.completeExceptionally(gone));
+            }
         }
     }
 

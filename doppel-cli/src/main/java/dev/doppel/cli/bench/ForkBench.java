@@ -63,9 +63,25 @@ public final class ForkBench implements Callable<Integer> {
                 progress("pre-starting " + (clones + 1) + " QEMU processes");
                 double prestartMs = controller.prepare(parent, clones);
                 progress("forking into " + clones + " clones");
+                long forkStart = System.nanoTime();
                 ForkResult r = controller.fork(parent, clones);
-                progress("fork done in " + Math.round(r.forkMs()) + " ms; waiting " + settleSeconds + " s before reading clone memory");
-                Thread.sleep(settleSeconds * 1000L);
+                long forkEnd = forkStart + (long) (r.forkMs() * 1e6);
+                progress("fork done in " + Math.round(r.forkMs()) + " ms; clones get their identities, then "
+                        + settleSeconds + " s after the fork the clones' memory is read");
+                int identities = 0;
+                for (ForkableVm c : r.clones()) {
+                    try {
+                        c.identity().get(120, java.util.concurrent.TimeUnit.SECONDS);
+                        identities++;
+                    } catch (Exception e) {
+                        progress("clone " + c.name() + ": " + e.getMessage());
+                    }
+                }
+                double identityMs = (System.nanoTime() - forkStart) / 1e6;
+                long settleLeft = forkEnd + settleSeconds * 1_000_000_000L - System.nanoTime();
+                if (settleLeft > 0) {
+                    Thread.sleep(settleLeft / 1_000_000);
+                }
 
                 List<Long> rss = new ArrayList<>();
                 List<Long> dirty = new ArrayList<>();
@@ -94,7 +110,9 @@ public final class ForkBench implements Callable<Integer> {
                         .figure("parent_pause_ms", "parent pause, stop → running (ms)", round(r.parentPauseMs()))
                         .figure("fork_ms", "fork request → all clones running (ms)", round(r.forkMs()))
                         .figure("descriptor_bytes", "VM descriptor (bytes)", r.descriptorBytes())
-                        .figure("clone_rss_mib_p50", "clone guest-RAM RSS p50 after " + settleSeconds + " s (MiB)", round(rssP.at(50) / 1024.0))
+                        .figure("identity_all_ms", "fork request → every clone has its own MAC/IP (ms)", round(identityMs))
+                        .figure("identities_applied", "clones with their own identity", identities)
+                        .figure("clone_rss_mib_p50", "clone guest-RAM RSS p50, " + settleSeconds + " s after the fork (MiB)", round(rssP.at(50) / 1024.0))
                         .figure("clone_rss_mib_max", "clone guest-RAM RSS max (MiB)", round(rssP.at(100) / 1024.0))
                         .figure("clone_private_mib_p50", "clone private (CoW) pages p50 (MiB)", round(dirtyP.at(50) / 1024.0))
                         .figure("clones_running", "clones whose dirtier reported", running)

@@ -1,0 +1,17 @@
+package dev.doppel.remus.colo;
+
+/**
+ * What one epoch cost, as the backup saw it.
+ *
+ * @param epoch            0 for the initial stream, then 1, 2, ... per checkpoint
+ * @param dataPages        pages received with data
+ * @param filledPages      pages received as ZERO records
+ * @param wireBytes        bytes read from the primary for this epoch (RAM part, device state, messages)
+ * @param deviceStateBytes size of the device state
+ * @param receiveNanos     CHECKPOINT_REQUEST received → last device-state byte read (initial: first → last byte)
+ * @param commitNanos      duration of the store's commit
+ * @param pauseNanos       CHECKPOINT_REQUEST received → VMSTATE_LOADED sent: the primary's pause as seen here
+ */
+public record EpochMetrics(long epoch, int dataPages, int filledPages, long wireBytes, long deviceStateBytes,
+                           long receiveNanos, long commitNanos, long pauseNanos) {
+}
