@@ -27,3 +27,17 @@ qemu_version() {
 doppel_jar() {
   echo "$DOPPEL_ROOT/doppel-cli/target/doppel.jar"
 }
+
+# The Debian mirror this machine already uses (deb822 .sources or classic sources.list), so that
+# no host name is ever written into the repository.
+debian_mirror() {
+  local uri
+  uri=$(grep -hs -A3 -E '^Types:.*deb' /etc/apt/sources.list.d/*.sources 2>/dev/null \
+        | sed -n 's/^URIs:[[:space:]]*//p' | grep -v -- '-security' | grep -E '/debian/?$' | head -1)
+  if [ -z "$uri" ]; then
+    uri=$(grep -hs -E '^deb[[:space:]]' /etc/apt/sources.list 2>/dev/null | awk '{print $2}' \
+          | grep -v -- '-security' | grep -E '/debian/?$' | head -1)
+  fi
+  [ -n "$uri" ] || die "cannot find the machine's Debian mirror in /etc/apt/sources.list{,.d}"
+  echo "$uri"
+}

@@ -5,6 +5,7 @@ import dev.doppel.clone.memory.GenerationFile;
 import dev.doppel.clone.memory.GenerationStore;
 import dev.doppel.clone.net.CloneAddress;
 import dev.doppel.clone.net.CloneNetwork;
+import dev.doppel.vm.FileTrees;
 import dev.doppel.vm.GuestBoot;
 import dev.doppel.vm.MemoryBackend;
 import dev.doppel.vm.NicSpec;
@@ -15,14 +16,12 @@ import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.Collection;
-import java.util.Comparator;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.atomic.AtomicInteger;
-import java.util.stream.Stream;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -238,13 +237,11 @@ public final class ForkFamily implements AutoCloseable {
     }
 
     private static void deleteTree(Path dir) {
-        if (!Files.exists(dir)) {
-            return;
-        }
-        try (Stream<Path> s = Files.walk(dir)) {
-            s.sorted(Comparator.reverseOrder()).forEach(p -> p.toFile().delete());
-        } catch (IOException e) {
+        try {
+            FileTrees.deleteRecursively(dir);
+        } catch (java.io.UncheckedIOException e) {
             log.warn("cannot remove {}: {}", dir, e.getMessage());
         }
     }
+
 }

@@ -61,9 +61,7 @@ public final class ForkCommand {
                     System.out.printf("%-24s %s%n", vm.name(), tail.isEmpty() ? "" : tail.get(0));
                 }
             } finally {
-                try (var s = Files.walk(work)) {
-                    s.sorted(java.util.Comparator.reverseOrder()).forEach(p -> p.toFile().delete());
-                }
+                dev.doppel.vm.FileTrees.deleteRecursively(work);
             }
             return 0;
         }
@@ -101,9 +99,7 @@ public final class ForkCommand {
                     System.out.println("expected total=" + ExampleDataSet.expectedSum(count));
                 }
             } finally {
-                try (var s = Files.walk(work)) {
-                    s.sorted(java.util.Comparator.reverseOrder()).forEach(p -> p.toFile().delete());
-                }
+                dev.doppel.vm.FileTrees.deleteRecursively(work);
             }
             return 0;
         }

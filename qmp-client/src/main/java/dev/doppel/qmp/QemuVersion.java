@@ -20,6 +20,11 @@ public record QemuVersion(int major, int minor, int micro, String pkg) implement
         return this.major > major || (this.major == major && this.minor >= minor);
     }
 
+    /** True if this version is at least {@code major.minor.micro} (e.g. a release with a fix). */
+    public boolean atLeast(int major, int minor, int micro) {
+        return compareTo(new QemuVersion(major, minor, micro, "")) >= 0;
+    }
+
     @Override
     public int compareTo(QemuVersion o) {
         int c = Integer.compare(major, o.major);

@@ -1,5 +1,6 @@
 package dev.doppel.vm;
 
+import dev.doppel.qmp.QemuVersion;
 import java.io.IOException;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
@@ -20,7 +21,10 @@ public final class QemuBinary {
 
     private final Path executable;
     private final List<Path> firmwareDirs;
-    private volatile QemuVersionNumber version;
+    private static final java.util.regex.Pattern VERSION_LINE =
+            java.util.regex.Pattern.compile("QEMU emulator version (\\d+)\\.(\\d+)\\.(\\d+)\\s*(?:\\((.*)\\))?");
+
+    private volatile QemuVersion version;
 
     private QemuBinary(Path executable, List<Path> firmwareDirs) {
         this.executable = executable;
@@ -65,13 +69,23 @@ public final class QemuBinary {
     }
 
     /** Runs {@code --version} once (cached). */
-    public QemuVersionNumber version() {
-        QemuVersionNumber v = version;
+    public QemuVersion version() {
+        QemuVersion v = version;
         if (v == null) {
-            v = QemuVersionNumber.parse(runVersion());
+            v = parseVersionOutput(runVersion());
             version = v;
         }
         return v;
+    }
+
+    /** Parses the first line of {@code qemu-system-x86_64 --version}. */
+    static QemuVersion parseVersionOutput(String output) {
+        java.util.regex.Matcher m = VERSION_LINE.matcher(output);
+        if (!m.find()) {
+            throw new IllegalArgumentException("not a QEMU --version output: '" + output.lines().findFirst().orElse("") + "'");
+        }
+        return new QemuVersion(Integer.parseInt(m.group(1)), Integer.parseInt(m.group(2)), Integer.parseInt(m.group(3)),
+                m.group(4) == null ? "" : m.group(4));
     }
 
     private String runVersion() {

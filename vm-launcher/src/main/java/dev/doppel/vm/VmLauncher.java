@@ -15,14 +15,25 @@ public final class VmLauncher {
         this.accel = accel;
     }
 
-    /** Stock QEMU, accelerator from {@code forced} or detected. */
+    /** How long the KVM boot probe may take before KVM is declared unusable. */
+    static final java.time.Duration BOOT_PROBE_DEADLINE = java.time.Duration.ofSeconds(30);
+
+    /**
+     * Stock QEMU; accelerator {@code forced}, or detected from host facts and — when that says KVM —
+     * confirmed by booting the guest once under KVM (see {@link KvmBootProbe}).
+     */
     public static VmLauncher create(Accelerator forced) {
-        return new VmLauncher(QemuBinary.stock(), new AcceleratorProbe().choose(forced));
+        QemuBinary qemu = QemuBinary.stock();
+        AcceleratorChoice choice = new AcceleratorProbe().choose(forced);
+        if (forced == null) {
+            choice = KvmBootProbe.confirm(choice, qemu, GuestImage.locate(), BOOT_PROBE_DEADLINE);
+        }
+        return new VmLauncher(qemu, choice);
     }
 
-    /** Stock QEMU, accelerator from {@code DOPPEL_ACCEL} or detected. */
+    /** Stock QEMU, accelerator from {@code DOPPEL_ACCEL} (kvm, tcg, auto) or as {@link #create}. */
     public static VmLauncher fromEnvironment() {
-        return new VmLauncher(QemuBinary.stock(), new AcceleratorProbe().chooseFromEnvironment());
+        return create(Accelerator.parseOrAuto(System.getenv("DOPPEL_ACCEL")));
     }
 
     public QemuBinary qemu() {

@@ -5,8 +5,6 @@ import java.io.UncheckedIOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.attribute.PosixFilePermissions;
-import java.util.Comparator;
-import java.util.stream.Stream;
 
 /**
  * The private directory of one QEMU process: its QMP, serial and agent sockets, the console log and
@@ -57,13 +55,6 @@ public record VmRunDir(Path path) {
 
     /** Removes the directory and everything in it; missing is fine. */
     public void delete() {
-        if (!Files.exists(path)) {
-            return;
-        }
-        try (Stream<Path> s = Files.walk(path)) {
-            s.sorted(Comparator.reverseOrder()).forEach(p -> p.toFile().delete());
-        } catch (IOException e) {
-            throw new UncheckedIOException("cannot remove run directory " + path, e);
-        }
+        FileTrees.deleteRecursively(path);
     }
 }

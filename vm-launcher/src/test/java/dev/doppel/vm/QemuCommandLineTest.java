@@ -96,10 +96,10 @@ class QemuCommandLineTest {
 
     @Test
     void parsesQemuVersion() {
-        QemuVersionNumber v = QemuVersionNumber.parse("QEMU emulator version 10.0.2 (Debian 1:10.0.2+ds-2+deb13u1~bpo12+1)\nCopyright");
+        var v = QemuBinary.parseVersionOutput("QEMU emulator version 10.0.2 (Debian 1:10.0.2+ds-2+deb13u1~bpo12+1)\nCopyright");
         assertEquals(10, v.major());
         assertTrue(v.atLeast(10, 0, 2));
         assertFalse(v.atLeast(10, 0, 7));
-        assertThrows(IllegalArgumentException.class, () -> QemuVersionNumber.parse("garbage"));
+        assertThrows(IllegalArgumentException.class, () -> QemuBinary.parseVersionOutput("garbage"));
     }
 }

@@ -124,9 +124,7 @@ public final class ForkBench implements Callable<Integer> {
                         .print(System.out);
             }
         } finally {
-            try (var s = Files.walk(work)) {
-                s.sorted(java.util.Comparator.reverseOrder()).forEach(p -> p.toFile().delete());
-            }
+            dev.doppel.vm.FileTrees.deleteRecursively(work);
         }
         return 0;
     }

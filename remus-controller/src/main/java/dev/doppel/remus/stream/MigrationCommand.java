@@ -1,6 +1,10 @@
 package dev.doppel.remus.stream;
 
-/** The {@code MIG_CMD_*} numbers of QEMU 10.0's migration/savevm.c (command records, type 0x08). */
+/**
+ * The {@code MIG_CMD_*} numbers of QEMU 10.0's migration/savevm.c (command records, type 0x08): the
+ * enum's order there, checked against a recorded COLO stream (ENABLE_COLO arrives as 8). Note that
+ * PACKAGED is 7 and ENABLE_COLO 8, not 8 and 10.
+ */
 public enum MigrationCommand {
     OPEN_RETURN_PATH(1),
     PING(2),
@@ -8,10 +12,10 @@ public enum MigrationCommand {
     POSTCOPY_LISTEN(4),
     POSTCOPY_RUN(5),
     POSTCOPY_RAM_DISCARD(6),
-    POSTCOPY_RESUME(7),
-    PACKAGED(8),
-    RECV_BITMAP(9),
-    ENABLE_COLO(10),
+    PACKAGED(7),
+    ENABLE_COLO(8),
+    POSTCOPY_RESUME(9),
+    RECV_BITMAP(10),
     /** New in 10.0, no data; sent before the switchover and, with COLO, in every checkpoint. */
     SWITCHOVER_START(11);
 

@@ -1,0 +1,182 @@
+package dev.doppel.remus.backup;
+
+import dev.doppel.remus.colo.ColoSecondarySession;
+import dev.doppel.remus.colo.ColoSessionException;
+import dev.doppel.remus.colo.EpochListener;
+import dev.doppel.remus.colo.ProtectedVm;
+import java.io.IOException;
+import java.net.InetSocketAddress;
+import java.net.ServerSocket;
+import java.net.Socket;
+import java.nio.file.Path;
+import java.util.Map;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.atomic.AtomicBoolean;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * The backup service's listening side: one TCP port per protected VM, because QEMU connects
+ * straight to the backup and speaks only the migration stream (there is no room for a hello line
+ * that would say which VM is calling).
+ *
+ * <p>Threads, not Vert.x: a COLO session is a strict request/response exchange whose every step
+ * either blocks on the primary or writes the store's files, so an event loop would hand every step
+ * to a worker anyway. One acceptor and at most one session thread per protected VM keeps that
+ * bounded by the number of VMs, and the blocking code reads top to bottom like the protocol.
+ */
+public final class BackupServer implements AutoCloseable {
+    private static final Logger log = LoggerFactory.getLogger(BackupServer.class);
+
+    private final Path storeRoot;
+    private final Map<String, Endpoint> endpoints = new ConcurrentHashMap<>();
+
+    /** {@code storeRoot}: a tmpfs directory; each VM gets {@code storeRoot/<vm name>}. */
+    public BackupServer(Path storeRoot) {
+        this.storeRoot = storeRoot;
+    }
+
+    /** Listens for {@code vmName}'s primary on all interfaces; {@code port} 0 picks a free port. */
+    public Endpoint listen(String vmName, int port) throws IOException {
+        return listen(ProtectedVm.named(vmName), new InetSocketAddress(port), EpochListener.NONE);
+    }
+
+    /** Listens for {@code vm}'s primary on {@code address}; events of its sessions go to {@code listener}. */
+    public Endpoint listen(ProtectedVm vm, InetSocketAddress address, EpochListener listener) throws IOException {
+        if (endpoints.containsKey(vm.name())) {
+            throw new IllegalStateException("VM '" + vm.name() + "' already has a backup endpoint");
+        }
+        BackupStore store = BackupStore.open(storeRoot.resolve(vm.name()), vm.name());
+        ServerSocket server = new ServerSocket();
+        try {
+            server.setReuseAddress(true);
+            server.bind(address, 1);
+        } catch (IOException e) {
+            server.close();
+            store.close();
+            throw new IOException("VM '" + vm.name() + "': cannot listen on " + address + ": " + e.getMessage(), e);
+        }
+        Endpoint ep = new Endpoint(vm, store, server, listener);
+        if (endpoints.putIfAbsent(vm.name(), ep) != null) {
+            ep.close();
+            throw new IllegalStateException("VM '" + vm.name() + "' already has a backup endpoint");
+        }
+        ep.start();
+        log.info("vm={} event=backup-listening port={} store={}", vm.name(), ep.port(), store.directory());
+        return ep;
+    }
+
+    public Endpoint endpoint(String vmName) {
+        return endpoints.get(vmName);
+    }
+
+    @Override
+    public void close() {
+        for (Endpoint ep : endpoints.values()) {
+            ep.close();
+        }
+    }
+
+    /** One protected VM's port, store and current session. */
+    public final class Endpoint implements AutoCloseable {
+        private final ProtectedVm vm;
+        private final BackupStore store;
+        private final ServerSocket server;
+        private final EpochListener listener;
+        private final Thread acceptor;
+        private final AtomicBoolean sessionActive = new AtomicBoolean();
+        private volatile Socket current;
+        private volatile Throwable lastFailure;
+
+        private Endpoint(ProtectedVm vm, BackupStore store, ServerSocket server, EpochListener listener) {
+            this.vm = vm;
+            this.store = store;
+            this.server = server;
+            this.listener = listener;
+            this.acceptor = new Thread(this::acceptLoop, "backup-accept-" + vm.name());
+            acceptor.setDaemon(true);
+        }
+
+        private void start() {
+            acceptor.start();
+        }
+
+        public int port() {
+            return server.getLocalPort();
+        }
+
+        public BackupStore store() {
+            return store;
+        }
+
+        /** The failure that ended the last session, or null. */
+        public Throwable lastFailure() {
+            return lastFailure;
+        }
+
+        public boolean sessionActive() {
+            return sessionActive.get();
+        }
+
+        private void acceptLoop() {
+            while (!server.isClosed()) {
+                Socket s;
+                try {
+                    s = server.accept();
+                } catch (IOException e) {
+                    if (!server.isClosed()) {
+                        log.warn("vm={} event=accept-failed cause={}", vm.name(), e.toString());
+                    }
+                    return;
+                }
+                // One primary per VM: a second connection while a session runs is an error (or an
+                // attack); dropping it keeps the committed state of the running one intact.
+                if (!sessionActive.compareAndSet(false, true)) {
+                    log.warn("vm={} event=connection-refused peer={} reason=session-active", vm.name(), s.getRemoteSocketAddress());
+                    closeQuietly(s);
+                    continue;
+                }
+                current = s;
+                Thread t = new Thread(() -> runSession(s), "colo-backup-" + vm.name());
+                t.setDaemon(true);
+                t.start();
+            }
+        }
+
+        private void runSession(Socket s) {
+            log.info("vm={} event=primary-connected peer={}", vm.name(), s.getRemoteSocketAddress());
+            try (s) {
+                new ColoSecondarySession(vm, store, listener).run(s);
+                lastFailure = null;
+            } catch (ColoSessionException e) {
+                lastFailure = e;
+                log.warn("vm={} event=session-failed epoch={} step='{}' cause={}", vm.name(), e.epoch(), e.step(), e.getMessage());
+            } catch (IOException | RuntimeException e) {
+                lastFailure = e;
+                log.warn("vm={} event=session-failed cause={}", vm.name(), e.toString());
+            } finally {
+                current = null;
+                sessionActive.set(false);
+            }
+        }
+
+        @Override
+        public void close() {
+            endpoints.remove(vm.name(), this);
+            closeQuietly(server);
+            Socket s = current;
+            if (s != null) {
+                closeQuietly(s);
+            }
+            store.close();
+        }
+    }
+
+    private static void closeQuietly(AutoCloseable c) {
+        try {
+            c.close();
+        } catch (Exception e) {
+            log.debug("close: {}", e.toString());
+        }
+    }
+}
