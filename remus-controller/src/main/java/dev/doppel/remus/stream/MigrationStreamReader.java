@@ -153,6 +153,11 @@ public final class MigrationStreamReader {
         if (cmd == null) {
             throw new StreamFormatException(at, "a command number 1-11", Integer.toString(code));
         }
+        if (cmd.length() >= 0 && cmd.length() != len) {
+            // QEMU's loadvm_process_command refuses the same ("received with bad length").
+            throw new StreamFormatException(at, "command " + cmd + " with " + cmd.length() + " bytes of data",
+                    "command length " + len);
+        }
         byte[] data = in.bytes(len, "data of command " + cmd);
         return new StreamItem.Command(code, cmd, data);
     }
@@ -262,7 +267,8 @@ public final class MigrationStreamReader {
                 }
                 int code = (in.peekAt(j + 1) << 8) | in.peekAt(j + 2);
                 int len = (in.peekAt(j + 3) << 8) | in.peekAt(j + 4);
-                return MigrationCommand.of(code) != null && len <= StreamTags.MAX_COMMAND_BYTES;
+                MigrationCommand c = MigrationCommand.of(code);
+                return c != null && (c.length() < 0 || c.length() == len);
             }
             default:
                 return false;

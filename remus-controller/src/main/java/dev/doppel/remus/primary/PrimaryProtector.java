@@ -1,0 +1,345 @@
+package dev.doppel.remus.primary;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import dev.doppel.qmp.QmpClient;
+import dev.doppel.qmp.QmpEvent;
+import dev.doppel.qmp.QmpException;
+import java.net.InetSocketAddress;
+import java.time.Duration;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.Executors;
+import java.util.concurrent.ScheduledExecutorService;
+import java.util.concurrent.ScheduledFuture;
+import java.util.concurrent.TimeUnit;
+import java.util.function.Consumer;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * The checkpoint loop of one protected VM, on the primary.
+ *
+ * <p>QEMU runs the loop itself (COLO, {@code x-checkpoint-delay}): it tracks dirty pages, stops the
+ * guest every interval, sends dirty RAM and device state, and resumes the guest when the backup
+ * has committed the epoch (VMSTATE_LOADED). This class starts that loop, watches it through QMP
+ * events (STOP/RESUME bracket every checkpoint: the guest's pause), and acts when it goes wrong:
+ * <ul>
+ *   <li>a checkpoint that keeps the guest stopped longer than the backup timeout means the backup
+ *       is gone or frozen: {@code x-colo-lost-heartbeat} (and an out-of-band yank of the migration
+ *       if QEMU does not leave COLO at once), make sure the guest runs, report it loudly, and try
+ *       to protect again every few seconds (a full synchronisation);</li>
+ *   <li>a migration that ends {@code completed} without entering COLO (the 10.0.0–10.0.6 defect)
+ *       would leave the guest paused: resume it and fail deliberately.</li>
+ * </ul>
+ */
+public final class PrimaryProtector implements AutoCloseable {
+    private static final Logger log = LoggerFactory.getLogger(PrimaryProtector.class);
+    private static final Duration COLO_EXIT_WAIT = Duration.ofSeconds(1);
+    /**
+     * At the end of the initial synchronisation the guest stays stopped until the backup has stored
+     * the whole initial state (CHECKPOINT_READY): longer than a checkpoint, but still bounded.
+     */
+    private static final Duration INITIAL_COMMIT_LIMIT = Duration.ofSeconds(10);
+
+    private final String vm;
+    private final QmpClient qmp;
+    private final ProtectionOptions options;
+    private final InetSocketAddress backup;
+    private final Consumer<String> progress;
+    private final ScheduledExecutorService timer;
+    private final Consumer<QmpEvent> eventListener = this::onEvent;
+    private final Object lock = new Object();
+
+    private volatile ProtectionState state = ProtectionState.STOPPED;
+    private volatile CheckpointStats stats = new CheckpointStats();
+    private volatile long stoppedAtNanos;        // 0 while the guest runs
+    private volatile String lastProblem = "";
+    private volatile long lostBackups;
+    private volatile long ramBytesAtProtect;
+    private volatile boolean closed;
+    private ScheduledFuture<?> watchdog;
+    private ScheduledFuture<?> reprotect;
+
+    /**
+     * @param progress receives human-readable progress lines (initial synchronisation), may be a no-op
+     */
+    public PrimaryProtector(String vm, QmpClient qmp, InetSocketAddress backup, ProtectionOptions options, Consumer<String> progress) {
+        this.vm = vm;
+        this.qmp = qmp;
+        this.backup = backup;
+        this.options = options;
+        this.progress = progress;
+        this.timer = Executors.newSingleThreadScheduledExecutor(r -> {
+            Thread t = new Thread(r, "remus-watchdog-" + vm);
+            t.setDaemon(true);
+            return t;
+        });
+        qmp.addEventListener(eventListener);
+    }
+
+    /**
+     * Starts protection: full synchronisation to the backup, then COLO checkpoints. Returns when the
+     * VM is protected. On failure the guest keeps running unprotected and the exception says why.
+     */
+    public void protect() {
+        synchronized (lock) {
+            if (closed) {
+                throw new ProtectionException(vm, 0, "protector is closed");
+            }
+            state = ProtectionState.SYNCING;
+            stats = new CheckpointStats();
+            stoppedAtNanos = 0;
+            try {
+                startColo();
+                awaitColo();
+            } catch (RuntimeException e) {
+                lastProblem = e.getMessage();
+                leaveColo("initial synchronisation failed");
+                state = ProtectionState.UNPROTECTED;
+                throw e instanceof ProtectionException pe ? pe : new ProtectionException(vm, 0, "cannot protect", e);
+            }
+            ramBytesAtProtect = ramTransferred();
+            state = ProtectionState.PROTECTED;
+            long periodMs = Math.max(5, options.interval().toMillis() / 2);
+            watchdog = timer.scheduleAtFixedRate(this::checkPause, periodMs, periodMs, TimeUnit.MILLISECONDS);
+            log.info("vm={} event=protected backup={} interval_ms={} timeout_ms={}", vm, describe(backup),
+                    options.interval().toMillis(), options.backupTimeout().toMillis());
+        }
+    }
+
+    private void startColo() {
+        if (!qmp.schema().hasMigrationCapability("x-colo")) {
+            throw new ProtectionException(vm, 0, "this QEMU has no x-colo migration capability");
+        }
+        String status = qmp.execute("query-status").path("status").asText();
+        if (!status.equals("running")) {
+            throw new ProtectionException(vm, 0, "the VM is " + status + "; only a running VM can be protected");
+        }
+        qmp.execute("migrate-set-capabilities", Map.of("capabilities", List.of(
+                Map.of("capability", "x-colo", "state", true),
+                Map.of("capability", "events", "state", true))));
+        qmp.execute("migrate-set-parameters", Map.of("x-checkpoint-delay", options.interval().toMillis()));
+        qmp.execute("migrate", Map.of("uri", "tcp:" + describe(backup)));
+        progress.accept("initial synchronisation of " + vm + " to " + describe(backup) + " started");
+    }
+
+    /** Waits for COLO mode while the initial stream is sent, showing progress. */
+    private void awaitColo() {
+        long deadline = System.nanoTime() + options.initialSyncTimeout().toNanos();
+        long lastReport = 0;
+        while (System.nanoTime() < deadline) {
+            String mode = qmp.execute("query-colo-status").path("mode").asText();
+            if (mode.equals("primary")) {
+                progress.accept("initial synchronisation of " + vm + " done; checkpointing every "
+                        + options.interval().toMillis() + " ms");
+                return;
+            }
+            JsonNode mig = qmp.execute("query-migrate");
+            String status = mig.path("status").asText();
+            if (status.equals("completed")) {
+                // The 10.0.0–10.0.6 defect: migration "completes", the guest stays paused in postmigrate.
+                resumeGuest();
+                throw new ProtectionException(vm, 0, "migration completed without entering COLO (QEMU with the "
+                        + "10.0.0–10.0.6 COLO defect? see qemu-patches/0001); guest resumed unprotected");
+            }
+            if (status.equals("failed") || status.equals("cancelled")) {
+                throw new ProtectionException(vm, 0, "initial synchronisation " + status + ": "
+                        + mig.path("error-desc").asText("(no reason given)"));
+            }
+            long stoppedAt = stoppedAtNanos;
+            if (stoppedAt != 0 && System.nanoTime() - stoppedAt > INITIAL_COMMIT_LIMIT.toNanos()) {
+                throw new ProtectionException(vm, 0, "the backup did not confirm the initial state within "
+                        + INITIAL_COMMIT_LIMIT.toSeconds() + " s while the guest was stopped");
+            }
+            if (System.nanoTime() - lastReport > 1_000_000_000L) {
+                JsonNode ram = mig.path("ram");
+                progress.accept(String.format("initial synchronisation of %s: %s, %d of %d MiB sent", vm, status,
+                        ram.path("transferred").asLong() >> 20, ram.path("total").asLong() >> 20));
+                lastReport = System.nanoTime();
+            }
+            sleep(50);
+        }
+        throw new ProtectionException(vm, 0, "initial synchronisation did not finish within "
+                + options.initialSyncTimeout().toSeconds() + " s");
+    }
+
+    private void onEvent(QmpEvent e) {
+        switch (e.name()) {
+            case "STOP" -> stoppedAtNanos = System.nanoTime();
+            case "RESUME" -> {
+                long stoppedAt = stoppedAtNanos;
+                stoppedAtNanos = 0;
+                if (stoppedAt != 0 && state == ProtectionState.PROTECTED) {
+                    stats.recordPause(System.nanoTime() - stoppedAt);
+                }
+            }
+            case "COLO_EXIT" -> {
+                if (state == ProtectionState.PROTECTED) {
+                    timer.execute(() -> lost("QEMU left COLO: " + e.data()));
+                }
+            }
+            default -> {
+            }
+        }
+    }
+
+    /** Watchdog: a checkpoint that holds the guest stopped beyond the timeout means the backup is gone. */
+    private void checkPause() {
+        long stoppedAt = stoppedAtNanos;
+        if (state != ProtectionState.PROTECTED || stoppedAt == 0) {
+            return;
+        }
+        long stoppedMs = (System.nanoTime() - stoppedAt) / 1_000_000;
+        if (stoppedMs > options.backupTimeout().toMillis()) {
+            lost("guest stopped " + stoppedMs + " ms in checkpoint " + (stats.checkpoints() + 1)
+                    + " (timeout " + options.backupTimeout().toMillis() + " ms): backup lost or frozen");
+        }
+    }
+
+    private void lost(String why) {
+        synchronized (lock) {
+            if (state != ProtectionState.PROTECTED) {
+                return;
+            }
+            lostBackups++;
+            lastProblem = why;
+            log.error("vm={} epoch={} event=backup-lost cause=\"{}\" action=\"continue unprotected, re-protect when the backup is back\"",
+                    vm, stats.checkpoints(), why);
+            cancelWatchdog();
+            leaveColo(why);
+            state = ProtectionState.UNPROTECTED;
+            scheduleReprotect();
+        }
+    }
+
+    /**
+     * Ends COLO on the primary so the guest runs on alone: lost-heartbeat makes QEMU's COLO thread
+     * fail over to "primary alone"; if it is stuck in a socket call to a frozen backup, an
+     * out-of-band yank of the migration breaks that call (in-band QMP may be blocked meanwhile).
+     */
+    private void leaveColo(String why) {
+        try {
+            String mode = qmp.execute("query-colo-status", null, Duration.ofSeconds(2)).path("mode").asText();
+            if (mode.equals("primary")) {
+                try (var exit = qmp.subscribe("COLO_EXIT")) {
+                    qmp.execute("x-colo-lost-heartbeat", null, Duration.ofSeconds(2));
+                    if (exit.poll(COLO_EXIT_WAIT) == null) {
+                        yankMigration();
+                    }
+                }
+            } else if (!qmp.execute("query-migrate").path("status").asText().matches("completed|failed|cancelled|none")) {
+                qmp.execute("migrate_cancel", null, Duration.ofSeconds(2));
+            }
+        } catch (QmpException e) {
+            log.warn("vm={} leaving COLO in-band failed ({}); yanking the migration out of band", vm, e.getMessage());
+            yankMigration();
+        }
+        resumeGuest();
+    }
+
+    private void yankMigration() {
+        try {
+            qmp.executeOob("yank", Map.of("instances", List.of(Map.of("type", "migration"))), Duration.ofSeconds(2));
+        } catch (QmpException e) {
+            log.warn("vm={} yank of the migration failed: {}", vm, e.getMessage());
+        }
+    }
+
+    /** The guest must never stay stopped because of protection. */
+    private void resumeGuest() {
+        for (int attempt = 0; attempt < 50; attempt++) {
+            try {
+                String status = qmp.execute("query-status", null, Duration.ofSeconds(2)).path("status").asText();
+                if (status.equals("running")) {
+                    return;
+                }
+                if (status.equals("paused") || status.equals("postmigrate") || status.equals("colo")) {
+                    qmp.execute("cont", null, Duration.ofSeconds(2));
+                    log.warn("vm={} event=resumed-after-protection-ended status_was={}", vm, status);
+                    return;
+                }
+            } catch (QmpException e) {
+                log.debug("vm={} resume attempt: {}", vm, e.getMessage());
+            }
+            sleep(20);
+        }
+        log.error("vm={} event=guest-not-running cause=\"could not resume the guest after protection ended\"", vm);
+    }
+
+    private void scheduleReprotect() {
+        if (closed || options.reprotectDelay().isZero()) {
+            return;
+        }
+        reprotect = timer.schedule(() -> {
+            try {
+                log.info("vm={} event=reprotect-attempt backup={}", vm, describe(backup));
+                protect();
+            } catch (RuntimeException e) {
+                log.warn("vm={} event=reprotect-failed cause=\"{}\"", vm, e.getMessage());
+                scheduleReprotect();
+            }
+        }, options.reprotectDelay().toMillis(), TimeUnit.MILLISECONDS);
+    }
+
+    private long ramTransferred() {
+        try {
+            return qmp.execute("query-migrate").path("ram").path("transferred").asLong();
+        } catch (QmpException e) {
+            return 0;
+        }
+    }
+
+    public ProtectionState state() {
+        return state;
+    }
+
+    public CheckpointStats stats() {
+        return stats;
+    }
+
+    public ProtectionStatus status() {
+        CheckpointStats s = stats;
+        long epochs = s.checkpoints();
+        long perEpoch = epochs == 0 || state != ProtectionState.PROTECTED ? 0 : (ramTransferred() - ramBytesAtProtect) / epochs;
+        return new ProtectionStatus(vm, state, describe(backup), epochs, s.lastPauseMs(), s.pausePercentileMs(50),
+                s.pausePercentileMs(99), s.maxPauseMs(), perEpoch, lostBackups, lastProblem);
+    }
+
+    private void cancelWatchdog() {
+        if (watchdog != null) {
+            watchdog.cancel(false);
+            watchdog = null;
+        }
+    }
+
+    /** Stops protection; the guest continues unprotected. */
+    @Override
+    public void close() {
+        synchronized (lock) {
+            closed = true;
+            if (reprotect != null) {
+                reprotect.cancel(false);
+            }
+            cancelWatchdog();
+            if (state == ProtectionState.PROTECTED || state == ProtectionState.SYNCING) {
+                leaveColo("protection stopped by the operator");
+            }
+            state = ProtectionState.STOPPED;
+        }
+        qmp.removeEventListener(eventListener);
+        timer.shutdownNow();
+    }
+
+    private static String describe(InetSocketAddress a) {
+        return a.getHostString() + ":" + a.getPort();
+    }
+
+    private static void sleep(long ms) {
+        try {
+            Thread.sleep(ms);
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            throw new ProtectionException("?", 0, "interrupted");
+        }
+    }
+}

@@ -1,0 +1,13 @@
+package dev.doppel.remus.primary;
+
+/** Where a protected VM stands. */
+public enum ProtectionState {
+    /** Initial full synchronisation to the backup is running. */
+    SYNCING,
+    /** COLO checkpoints every interval; the backup can take over. */
+    PROTECTED,
+    /** The backup was lost (or never reached); the guest runs on alone. Doppel keeps trying to protect it again. */
+    UNPROTECTED,
+    /** Protection was stopped by the operator. */
+    STOPPED
+}
