@@ -22,6 +22,7 @@ import picocli.CommandLine.Option;
 public final class QmpBench implements Callable<Integer> {
     @Option(names = "--seconds", defaultValue = "10", description = "measurement time (default ${DEFAULT-VALUE})") int seconds;
     @Option(names = "--mem", defaultValue = "256", description = "guest RAM in MiB (default ${DEFAULT-VALUE})") long memMiB;
+    @Option(names = "--workload", defaultValue = "ticker", description = "guest workload while measuring (default ${DEFAULT-VALUE})") String workload;
     @Mixin AccelOption accel;
 
     @Override
@@ -30,7 +31,7 @@ public final class QmpBench implements Callable<Integer> {
         String name = "bench-qmp-" + ProcessHandle.current().pid();
         // A second QMP monitor for the baseline: bare request/reply on one thread, no client library.
         Path rawSocket = VmRunDir.of(name).path().resolve("qmp-raw.sock");
-        var spec = VmLauncher.guestSpec(name, GuestImage.locate(), "ticker", Map.of())
+        var spec = VmLauncher.guestSpec(name, GuestImage.locate(), workload, Map.of())
                 .memoryMiB(memMiB)
                 .extraArgument("-chardev", "socket,id=qmpraw,path=" + rawSocket + ",server=on,wait=off",
                         "-mon", "chardev=qmpraw,mode=control")

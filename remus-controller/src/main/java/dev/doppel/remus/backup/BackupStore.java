@@ -17,7 +17,7 @@ import java.nio.file.StandardOpenOption;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
-import java.util.zip.CRC32;
+import java.util.zip.CRC32C;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -293,7 +293,9 @@ public final class BackupStore implements AutoCloseable {
         }
         for (int i = 0; i < staging.records(); i++) {
             int b = staging.blockAt(i);
-            if (b < 0 || b >= meta.blocks().size() || staging.offsetAt(i) + meta.pageSize() > meta.blocks().get(b).usedLength()) {
+            long off = staging.offsetAt(i);
+            if (b < 0 || b >= meta.blocks().size() || off < 0 || off % meta.pageSize() != 0
+                    || off > meta.blocks().get(b).usedLength() - meta.pageSize()) {
                 throw new BackupStoreException(vmName, epoch, "staged page outside the block list (block " + b
                         + ", offset " + staging.offsetAt(i) + ")");
             }
@@ -418,18 +420,21 @@ public final class BackupStore implements AutoCloseable {
             if (b == main) {
                 continue;
             }
-            FileChannel ch = blockFiles.get(b);
-            for (long off = 0; off < m.blocks().get(b).usedLength(); off += ps) {
-                ByteBuffer bb = ByteBuffer.wrap(page);
-                while (bb.hasRemaining()) {
-                    if (ch.read(bb, off + bb.position()) < 0) {
-                        throw new BackupStoreException(vmName, committed.epoch(), "memory file of block " + b + " is short");
+            // Opened here rather than using the commit channels: a restore may run after the
+            // endpoint that owned this store closed it (failover closes the endpoint first).
+            try (FileChannel ch = FileChannel.open(blockFile(b), StandardOpenOption.READ)) {
+                for (long off = 0; off < m.blocks().get(b).usedLength(); off += ps) {
+                    ByteBuffer bb = ByteBuffer.wrap(page);
+                    while (bb.hasRemaining()) {
+                        if (ch.read(bb, off + bb.position()) < 0) {
+                            throw new BackupStoreException(vmName, committed.epoch(), "memory file of block " + b + " is short");
+                        }
                     }
-                }
-                if (isZero(page)) {
-                    w.filledPage(m.blocks(), b, off, 0);
-                } else {
-                    w.page(m.blocks(), b, off, page, 0);
+                    if (isZero(page)) {
+                        w.filledPage(m.blocks(), b, off, 0);
+                    } else {
+                        w.page(m.blocks(), b, off, page, 0);
+                    }
                 }
             }
         }
@@ -461,7 +466,7 @@ public final class BackupStore implements AutoCloseable {
     }
 
     static long crc(byte[] b) {
-        CRC32 c = new CRC32();
+        CRC32C c = new CRC32C();
         c.update(b);
         return c.getValue();
     }

@@ -194,7 +194,7 @@ public final class ColoSecondarySession {
         log.info("vm={} epoch=0 event=initial-committed bytes={} pages={} device={} receive_ms={} commit_ms={}",
                 vm.name(), in.offset(), sink.load.pages(), devices.size(), (t1 - t0) / 1_000_000, (t2 - t1) / 1_000_000);
         listener.epochCommitted(new EpochMetrics(0, (int) sink.dataPages, (int) sink.filledPages, in.offset(), devices.size(),
-                t1 - t0, t2 - t1, 0));
+                t1 - t0, t2 - t1, 0, t2 - t1, 0));
     }
 
     /** Creates the store's memory files when the block list arrives, then writes pages into them. */
@@ -294,7 +294,7 @@ public final class ColoSecondarySession {
         ColoMessageCodec.write(out, ColoMessage.VMSTATE_LOADED);
         long t3 = System.nanoTime();
         listener.epochCommitted(new EpochMetrics(epoch, stats.dataPages(), stats.filledPages(), in.offset() - startOffset,
-                deviceState.length, t1 - t0, t2 - t1, t3 - t0));
+                deviceState.length, t1 - t0, t2 - t1, t3 - t0, stats.logNanos(), stats.applyNanos()));
     }
 
     /** The device state must be FULL sections followed by EOF and nothing else (QEMU's qemu_save_device_state). */

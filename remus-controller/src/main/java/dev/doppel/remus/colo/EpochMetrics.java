@@ -11,7 +11,9 @@ package dev.doppel.remus.colo;
  * @param receiveNanos     CHECKPOINT_REQUEST received → last device-state byte read (initial: first → last byte)
  * @param commitNanos      duration of the store's commit
  * @param pauseNanos       CHECKPOINT_REQUEST received → VMSTATE_LOADED sent: the primary's pause as seen here
+ * @param commitLogNanos   part of the commit up to the commit point (redo log, device state, commit record)
+ * @param commitApplyNanos part of the commit after it (pages into the memory files)
  */
 public record EpochMetrics(long epoch, int dataPages, int filledPages, long wireBytes, long deviceStateBytes,
-                           long receiveNanos, long commitNanos, long pauseNanos) {
+                           long receiveNanos, long commitNanos, long pauseNanos, long commitLogNanos, long commitApplyNanos) {
 }

@@ -4,6 +4,7 @@ import com.fasterxml.jackson.databind.JsonNode;
 import dev.doppel.qmp.QmpClient;
 import dev.doppel.qmp.QmpEvent;
 import dev.doppel.qmp.QmpException;
+import dev.doppel.remus.control.HeartbeatSender;
 import java.net.InetSocketAddress;
 import java.time.Duration;
 import java.util.List;
@@ -59,14 +60,20 @@ public final class PrimaryProtector implements AutoCloseable {
     private volatile boolean closed;
     private ScheduledFuture<?> watchdog;
     private ScheduledFuture<?> reprotect;
+    private final InetSocketAddress control;
+    private HeartbeatSender heartbeat;
 
     /**
+     * @param backup   where QEMU sends the replication stream (the backup's port for this VM)
+     * @param control  the backup service's control port (heartbeats, primary-down, stand-down), or null
      * @param progress receives human-readable progress lines (initial synchronisation), may be a no-op
      */
-    public PrimaryProtector(String vm, QmpClient qmp, InetSocketAddress backup, ProtectionOptions options, Consumer<String> progress) {
+    public PrimaryProtector(String vm, QmpClient qmp, InetSocketAddress backup, InetSocketAddress control,
+                            ProtectionOptions options, Consumer<String> progress) {
         this.vm = vm;
         this.qmp = qmp;
         this.backup = backup;
+        this.control = control;
         this.options = options;
         this.progress = progress;
         this.timer = Executors.newSingleThreadScheduledExecutor(r -> {
@@ -75,6 +82,8 @@ public final class PrimaryProtector implements AutoCloseable {
             return t;
         });
         qmp.addEventListener(eventListener);
+        // QEMU gone (crash, kill): tell the backup at once instead of letting it wait for a timeout.
+        qmp.whenDisconnected().thenRun(this::primaryGone);
     }
 
     /**
@@ -100,6 +109,10 @@ public final class PrimaryProtector implements AutoCloseable {
             }
             ramBytesAtProtect = ramTransferred();
             state = ProtectionState.PROTECTED;
+            if (control != null && heartbeat == null) {
+                Duration period = Duration.ofMillis(Math.max(20, Math.min(100, options.interval().toMillis())));
+                heartbeat = new HeartbeatSender(vm, control, period, qmp::isConnected, () -> stats.checkpoints());
+            }
             long periodMs = Math.max(5, options.interval().toMillis() / 2);
             watchdog = timer.scheduleAtFixedRate(this::checkPause, periodMs, periodMs, TimeUnit.MILLISECONDS);
             log.info("vm={} event=protected backup={} interval_ms={} timeout_ms={}", vm, describe(backup),
@@ -183,10 +196,32 @@ public final class PrimaryProtector implements AutoCloseable {
         }
     }
 
+    /**
+     * The primary QEMU itself is gone (crash, kill, host going down): nothing left to protect. Tell
+     * the backup at once, so that it fails over now rather than after its detection timeout.
+     */
+    private void primaryGone() {
+        ProtectionState was = state;
+        state = ProtectionState.PRIMARY_LOST;
+        cancelWatchdogQuietly();
+        HeartbeatSender h = heartbeat;
+        if (h != null && !closed && (was == ProtectionState.PROTECTED || was == ProtectionState.SYNCING)) {
+            h.primaryDown("QMP connection to the primary QEMU ended");
+        }
+        log.error("vm={} epoch={} event=primary-lost protection_was={}", vm, stats.checkpoints(), was);
+    }
+
+    private void cancelWatchdogQuietly() {
+        ScheduledFuture<?> w = watchdog;
+        if (w != null) {
+            w.cancel(false);
+        }
+    }
+
     /** Watchdog: a checkpoint that holds the guest stopped beyond the timeout means the backup is gone. */
     private void checkPause() {
         long stoppedAt = stoppedAtNanos;
-        if (state != ProtectionState.PROTECTED || stoppedAt == 0) {
+        if (state != ProtectionState.PROTECTED || stoppedAt == 0 || !qmp.isConnected()) {
             return;
         }
         long stoppedMs = (System.nanoTime() - stoppedAt) / 1_000_000;
@@ -198,7 +233,7 @@ public final class PrimaryProtector implements AutoCloseable {
 
     private void lost(String why) {
         synchronized (lock) {
-            if (state != ProtectionState.PROTECTED) {
+            if (state != ProtectionState.PROTECTED || !qmp.isConnected()) {
                 return;
             }
             lostBackups++;
@@ -206,6 +241,9 @@ public final class PrimaryProtector implements AutoCloseable {
             log.error("vm={} epoch={} event=backup-lost cause=\"{}\" action=\"continue unprotected, re-protect when the backup is back\"",
                     vm, stats.checkpoints(), why);
             cancelWatchdog();
+            if (heartbeat != null) {
+                heartbeat.standDown(why);   // the backup must not resume a state the primary has moved past
+            }
             leaveColo(why);
             state = ProtectionState.UNPROTECTED;
             scheduleReprotect();
@@ -321,10 +359,18 @@ public final class PrimaryProtector implements AutoCloseable {
                 reprotect.cancel(false);
             }
             cancelWatchdog();
-            if (state == ProtectionState.PROTECTED || state == ProtectionState.SYNCING) {
+            if (heartbeat != null) {
+                if (state != ProtectionState.PRIMARY_LOST) {
+                    heartbeat.standDown("protection stopped by the operator");
+                }
+                heartbeat.close();
+            }
+            if ((state == ProtectionState.PROTECTED || state == ProtectionState.SYNCING) && qmp.isConnected()) {
                 leaveColo("protection stopped by the operator");
             }
-            state = ProtectionState.STOPPED;
+            if (state != ProtectionState.PRIMARY_LOST) {
+                state = ProtectionState.STOPPED;
+            }
         }
         qmp.removeEventListener(eventListener);
         timer.shutdownNow();

@@ -9,5 +9,7 @@ public enum ProtectionState {
     /** The backup was lost (or never reached); the guest runs on alone. Doppel keeps trying to protect it again. */
     UNPROTECTED,
     /** Protection was stopped by the operator. */
-    STOPPED
+    STOPPED,
+    /** The primary QEMU is gone; the backup was told to take over. */
+    PRIMARY_LOST
 }

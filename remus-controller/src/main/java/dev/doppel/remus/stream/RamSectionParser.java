@@ -117,7 +117,8 @@ public final class RamSectionParser {
             lastBlock = index;
         }
         RamBlock b = blocks.get(index);
-        if (addr + pageSize > b.usedLength()) {
+        // addr is unsigned on the wire: a set top bit makes it negative here, and must not pass.
+        if (addr < 0 || addr > b.usedLength() - pageSize) {
             throw new StreamFormatException(at, "a page inside block '" + b.name() + "' (" + b.usedLength() + " bytes)",
                     String.format("page address 0x%x", addr));
         }

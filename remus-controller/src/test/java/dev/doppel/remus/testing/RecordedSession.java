@@ -142,6 +142,25 @@ public final class RecordedSession {
         return m;
     }
 
+    /**
+     * The pages that carry data somewhere in the recording, plus every page a checkpoint touches:
+     * what a replay changes beyond the zero pages of the initial stream (cheap enough to hash per commit).
+     */
+    public List<long[]> dataAndCheckpointPages() {
+        Map<String, long[]> m = new LinkedHashMap<>();
+        for (Page p : initialPages) {
+            if (p.data() != null) {
+                m.put(p.block() + ":" + p.offset(), new long[] {p.block(), p.offset()});
+            }
+        }
+        for (Checkpoint c : checkpoints) {
+            for (Page p : c.pages()) {
+                m.put(p.block() + ":" + p.offset(), new long[] {p.block(), p.offset()});
+            }
+        }
+        return List.copyOf(m.values());
+    }
+
     /** Every page the whole recording touches (for digests that must see any change a replay could make). */
     public List<long[]> touchedPages() {
         Map<String, long[]> m = new LinkedHashMap<>();

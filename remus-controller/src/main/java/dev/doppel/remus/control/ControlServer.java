@@ -1,0 +1,103 @@
+package dev.doppel.remus.control;
+
+import java.io.BufferedReader;
+import java.io.IOException;
+import java.io.InputStreamReader;
+import java.net.InetSocketAddress;
+import java.net.ServerSocket;
+import java.net.Socket;
+import java.nio.charset.StandardCharsets;
+import java.util.Map;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.function.Consumer;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * The backup's end of the control channel: accepts primaries' connections and hands each message to
+ * the handler registered for its VM. A malformed line ends that connection (and only that one).
+ */
+public final class ControlServer implements AutoCloseable {
+    private static final Logger log = LoggerFactory.getLogger(ControlServer.class);
+
+    private final ServerSocket server;
+    private final Map<String, Consumer<ControlMessage>> handlers = new ConcurrentHashMap<>();
+
+    public ControlServer(InetSocketAddress address) throws IOException {
+        server = new ServerSocket();
+        server.setReuseAddress(true);
+        server.bind(address);
+        Thread t = new Thread(this::acceptLoop, "control-accept");
+        t.setDaemon(true);
+        t.start();
+    }
+
+    public int port() {
+        return server.getLocalPort();
+    }
+
+    public void register(String vm, Consumer<ControlMessage> handler) {
+        handlers.put(vm, handler);
+    }
+
+    public void unregister(String vm) {
+        handlers.remove(vm);
+    }
+
+    private void acceptLoop() {
+        while (!server.isClosed()) {
+            try {
+                Socket s = server.accept();
+                Thread t = new Thread(() -> serve(s), "control-" + s.getRemoteSocketAddress());
+                t.setDaemon(true);
+                t.start();
+            } catch (IOException e) {
+                if (!server.isClosed()) {
+                    log.warn("event=control-accept-failed cause=\"{}\"", e.getMessage());
+                }
+                return;
+            }
+        }
+    }
+
+    private void serve(Socket s) {
+        try (s; BufferedReader in = new BufferedReader(new InputStreamReader(s.getInputStream(), StandardCharsets.UTF_8))) {
+            String line;
+            while ((line = readBoundedLine(in)) != null) {
+                ControlMessage m = ControlMessage.parse(line);
+                Consumer<ControlMessage> h = handlers.get(m.vm());
+                if (h == null) {
+                    log.warn("vm={} event=control-message-for-unknown-vm type={}", m.vm(), m.type());
+                    continue;
+                }
+                h.accept(m);
+            }
+        } catch (IOException e) {
+            log.warn("event=control-connection-dropped peer={} cause=\"{}\"", s.getRemoteSocketAddress(), e.getMessage());
+        }
+    }
+
+    private static String readBoundedLine(BufferedReader in) throws IOException {
+        StringBuilder sb = new StringBuilder();
+        int c;
+        while ((c = in.read()) >= 0) {
+            if (c == '\n') {
+                return sb.toString();
+            }
+            if (sb.length() >= ControlMessage.MAX_LINE) {
+                throw new IOException("control line exceeds " + ControlMessage.MAX_LINE + " bytes");
+            }
+            sb.append((char) c);
+        }
+        return sb.length() == 0 ? null : sb.toString();
+    }
+
+    @Override
+    public void close() {
+        try {
+            server.close();
+        } catch (IOException e) {
+            log.debug("closing control server: {}", e.getMessage());
+        }
+    }
+}

@@ -1,0 +1,138 @@
+package dev.doppel.remus.failover;
+
+import dev.doppel.remus.backup.BackupServer;
+import dev.doppel.remus.control.ControlMessage;
+import dev.doppel.vm.VmLauncher;
+import dev.doppel.vm.VmProcess;
+import dev.doppel.vm.VmSpec;
+import java.time.Duration;
+import java.util.concurrent.CompletableFuture;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * Watches one protected VM on the backup host and fails over when — and only when — its primary is
+ * lost: the replication session has ended (or stalled) AND the primary's controller either said
+ * "primary down" or has been silent on the control channel for the detection timeout. A primary that
+ * is alive but gave up on this backup says "stand down": the stored state is then stale and is never
+ * resumed (two copies of one VM on one network would be worse than none).
+ */
+public final class BackupGuard implements AutoCloseable {
+    private static final Logger log = LoggerFactory.getLogger(BackupGuard.class);
+
+    /** Where the guard stands. */
+    public enum State { WAITING, ARMED, STALE, FAILED_OVER, FAILOVER_FAILED }
+
+    private final VmLauncher launcher;
+    private final VmSpec spec;
+    private final BackupServer.Endpoint endpoint;
+    private final Duration detection;
+    private final Thread watcher;
+    private final CompletableFuture<Failover> failover = new CompletableFuture<>();
+    private volatile State state = State.WAITING;
+    private volatile long lastHeartbeatNanos = System.nanoTime();
+    private volatile boolean primaryDown;
+    private volatile boolean closed;
+
+    /** What a failover did: the running VM, the checkpoint it resumed, detection → running. */
+    public record Failover(VmProcess vm, long epoch, double failoverMs, String cause) {
+    }
+
+    public BackupGuard(VmLauncher launcher, VmSpec spec, BackupServer.Endpoint endpoint, Duration detection) {
+        this.launcher = launcher;
+        this.spec = spec;
+        this.endpoint = endpoint;
+        this.detection = detection;
+        this.watcher = new Thread(this::watch, "backup-guard-" + spec.name());
+        watcher.setDaemon(true);
+        watcher.start();
+    }
+
+    /** Feed from the control channel. */
+    public void onControl(ControlMessage m) {
+        switch (m.type()) {
+            case ControlMessage.HEARTBEAT -> lastHeartbeatNanos = System.nanoTime();
+            case ControlMessage.PRIMARY_DOWN -> {
+                log.warn("vm={} epoch={} event=primary-down reason=\"{}\"", spec.name(), m.epoch(), m.reason());
+                primaryDown = true;
+            }
+            case ControlMessage.STAND_DOWN -> {
+                log.warn("vm={} epoch={} event=stand-down reason=\"{}\" action=\"stored state is stale, will not fail over\"",
+                        spec.name(), m.epoch(), m.reason());
+                if (state != State.FAILED_OVER) {
+                    state = State.STALE;
+                }
+            }
+            default -> {
+            }
+        }
+    }
+
+    public State state() {
+        return state;
+    }
+
+    /** Completes when the guard has failed over (or failed trying). */
+    public CompletableFuture<Failover> failover() {
+        return failover;
+    }
+
+    private void watch() {
+        while (!closed && !failover.isDone()) {
+            boolean session = endpoint.sessionActive();
+            boolean committed = endpoint.store().committedEpoch() >= 0;
+            if (session && committed && state == State.WAITING) {
+                state = State.ARMED;
+            }
+            if (session && state == State.STALE && committed && heartbeatFresh()) {
+                // A new full synchronisation started after the stand-down: valid again once it commits.
+                state = State.ARMED;
+            }
+            if (state == State.ARMED && (primaryDown || (!session && !heartbeatFresh()))) {
+                failOver(primaryDown ? "primary reported down" : "replication ended and the primary is silent for "
+                        + detection.toMillis() + " ms");
+                return;
+            }
+            sleep(5);
+        }
+    }
+
+    private boolean heartbeatFresh() {
+        return System.nanoTime() - lastHeartbeatNanos < detection.toNanos();
+    }
+
+    private void failOver(String cause) {
+        long detected = System.nanoTime();
+        long epoch = endpoint.store().committedEpoch();
+        log.warn("vm={} epoch={} event=failover-start cause=\"{}\"", spec.name(), epoch, cause);
+        try {
+            // A session still tearing down cannot commit any more (its primary is gone): the store's
+            // committed epoch is final. Stop listening only once the VM runs from it.
+            Restore.Restored r = Restore.start(launcher, spec, endpoint.store(), Duration.ofSeconds(30));
+            endpoint.close();
+            double ms = (System.nanoTime() - detected) / 1e6;
+            state = State.FAILED_OVER;
+            log.warn("vm={} epoch={} event=failover-done failover_ms={} restore_ms={}", spec.name(), r.epoch(),
+                    String.format("%.1f", ms), String.format("%.1f", r.millis()));
+            failover.complete(new Failover(r.vm(), r.epoch(), ms, cause));
+        } catch (Exception e) {
+            state = State.FAILOVER_FAILED;
+            log.error("vm={} epoch={} event=failover-failed cause=\"{}\"", spec.name(), epoch, e.getMessage());
+            failover.completeExceptionally(e);
+        }
+    }
+
+    private static void sleep(long ms) {
+        try {
+            Thread.sleep(ms);
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+        }
+    }
+
+    @Override
+    public void close() {
+        closed = true;
+        watcher.interrupt();
+    }
+}

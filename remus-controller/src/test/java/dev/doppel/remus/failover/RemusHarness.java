@@ -1,0 +1,131 @@
+package dev.doppel.remus.failover;
+
+import dev.doppel.hostnet.HostCommand;
+import dev.doppel.hostnet.NetNamespace;
+import dev.doppel.remus.backup.BackupServer;
+import dev.doppel.remus.colo.EpochListener;
+import dev.doppel.remus.colo.EpochMetrics;
+import dev.doppel.remus.colo.ProtectedVm;
+import dev.doppel.remus.control.ControlServer;
+import dev.doppel.remus.primary.PrimaryProtector;
+import dev.doppel.remus.primary.ProtectionOptions;
+import dev.doppel.remus.testing.PatchedQemu;
+import dev.doppel.vm.VmProcess;
+import dev.doppel.vm.VmSpec;
+import dev.doppel.vm.testing.TestVms;
+import java.net.InetSocketAddress;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.atomic.AtomicInteger;
+import java.util.concurrent.atomic.AtomicLong;
+import java.util.regex.Pattern;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * Two hosts for Remus tests: the primary is a network namespace (its QEMU runs inside), the backup
+ * service listens on the host side of the namespace's veth link, behind a {@link FreezableProxy}.
+ * Everything it starts is stopped by {@link #close()}.
+ */
+final class RemusHarness implements AutoCloseable {
+    private static final Logger log = LoggerFactory.getLogger(RemusHarness.class);
+    private static final AtomicInteger SEQ = new AtomicInteger();
+    static final Pattern DIRTIER = Pattern.compile("dirtier t=\\d+ writes=(\\d+) passes=\\d+ rate=(\\d+) corrupt=(\\d+)");
+
+    final TestVms vms = new TestVms();
+    final String name;
+    final NetNamespace primaryHost;
+    final String hostSideIp;
+    final BackupServer backupServer;
+    final ControlServer control;
+    final FreezableProxy proxy;
+    final AtomicLong committedEpochs = new AtomicLong();
+    final List<EpochMetrics> epochs = java.util.Collections.synchronizedList(new ArrayList<>());
+    private final String vethHostSide;
+    private final List<AutoCloseable> owned = new ArrayList<>();
+    BackupServer.Endpoint endpoint;
+    BackupGuard guard;
+    VmProcess primary;
+    PrimaryProtector protector;
+    VmSpec spec;
+
+    RemusHarness(Path storeRoot) throws Exception {
+        int seq = SEQ.incrementAndGet();
+        int net = (int) (ProcessHandle.current().pid() % 200) + seq;
+        name = TestVms.uniqueName("remus");
+        primaryHost = NetNamespace.create("dpr-" + ProcessHandle.current().pid() + "-" + seq);
+        vethHostSide = "dprh" + ProcessHandle.current().pid() % 10000 + seq;
+        hostSideIp = "10.81." + (net % 250) + ".1";
+        HostCommand.run("ip", "link", "add", vethHostSide, "type", "veth", "peer", "name", "eth0", "netns", primaryHost.name());
+        HostCommand.run("ip", "addr", "add", hostSideIp + "/24", "dev", vethHostSide);
+        HostCommand.run("ip", "link", "set", vethHostSide, "up");
+        primaryHost.address("eth0", "10.81." + (net % 250) + ".2/24");
+        backupServer = new BackupServer(storeRoot);
+        control = new ControlServer(new InetSocketAddress(hostSideIp, 0));
+        proxy = new FreezableProxy(new InetSocketAddress(hostSideIp, 0), new InetSocketAddress("127.0.0.1", 1));
+    }
+
+    /** A backup endpoint (new store) for the VM, with a guard that fails over to a VM named NAME-bk. */
+    void startBackup(Duration detection) throws Exception {
+        endpoint = backupServer.listen(new ProtectedVm(name, null, 0, Duration.ofSeconds(30), Duration.ofSeconds(30)),
+                new InetSocketAddress("127.0.0.1", 0), new EpochListener() {
+                    @Override
+                    public void epochCommitted(EpochMetrics m) {
+                        committedEpochs.set(m.epoch());
+                        if (epochs.size() < 100_000) {
+                            epochs.add(m);
+                        }
+                    }
+                });
+        proxy.retarget(new InetSocketAddress("127.0.0.1", endpoint.port()));
+        guard = new BackupGuard(TestVms.launcher(), spec.toBuilder().name(name + "-bk" + SEQ.incrementAndGet()).netns(null).build(),
+                endpoint, detection);
+        control.register(name, guard::onControl);
+    }
+
+    /** Boots the primary (patched QEMU) in the primary namespace running the dirtier. */
+    void startPrimary(int dirtyMb, int rate) throws Exception {
+        spec = vms.guestSpec("remus", "dirtier", Map.of("doppel.dirty_mb", Integer.toString(dirtyMb),
+                "doppel.dirty_rate", Integer.toString(rate))).name(name).netns(primaryHost.name()).build();
+        primary = PatchedQemu.launcher().start(spec);
+        primary.console().awaitLine(DIRTIER, Duration.ofSeconds(120));
+    }
+
+    void protect(ProtectionOptions options) {
+        protector = new PrimaryProtector(name, primary.qmp(), new InetSocketAddress(hostSideIp, proxy.port()),
+                new InetSocketAddress(hostSideIp, control.port()), options, line -> log.info("progress: {}", line));
+        protector.protect();
+    }
+
+    void own(AutoCloseable c) {
+        owned.add(c);
+    }
+
+    @Override
+    public void close() throws Exception {
+        List<AutoCloseable> all = new ArrayList<>();
+        all.add(protector);
+        all.add(guard);
+        all.add(primary);
+        all.addAll(owned);
+        all.add(proxy);
+        all.add(control);
+        all.add(endpoint);
+        all.add(vms);
+        all.add(() -> HostCommand.tryRun(List.of("ip", "link", "del", vethHostSide)));
+        all.add(primaryHost);
+        for (AutoCloseable c : all) {
+            if (c == null) {
+                continue;
+            }
+            try {
+                c.close();
+            } catch (Exception e) {
+                log.warn("cleanup: {}", e.toString());
+            }
+        }
+    }
+}
