@@ -31,16 +31,20 @@ import org.slf4j.LoggerFactory;
  * writing them would leave a memory file that belongs to no epoch. The store therefore uses a
  * write-ahead (redo) log:
  * <ol>
- *   <li>the staged pages go to {@code redo-N.log} (forced);</li>
+ *   <li>the staged pages go to a redo log (forced): {@code redo-a.log} for even epochs,
+ *       {@code redo-b.log} for odd ones, overwritten in place so that tmpfs does not allocate and
+ *       free ~7.6 MB per epoch;</li>
  *   <li>the device state goes to {@code device-N.bin} (forced);</li>
  *   <li>{@code COMMIT} is replaced by rename: <b>the commit point</b>. Before it, the files still
  *       hold epoch N-1 unchanged (nothing was written to the memory files); after it, epoch N is
  *       the committed one, even if its pages are not in the memory files yet;</li>
  *   <li>the pages are written to the memory files;</li>
- *   <li>the redo log and the previous device state are deleted.</li>
+ *   <li>the previous device state is deleted.</li>
  * </ol>
  * {@link #open} finishes an interrupted commit: it replays the redo log named by {@code COMMIT}
- * (idempotent) and deletes leftovers of an epoch that never reached its commit point. A redo log
+ * (idempotent: it holds the committed epoch's pages, which are either already in the memory files
+ * or must be; the next epoch always writes the <em>other</em> log file) and deletes leftovers of an
+ * epoch that never reached its commit point. A redo log
  * was chosen over an undo log because it costs one extra write of the dirty pages and no read,
  * and over double buffering because that would copy or re-map the whole RAM per epoch.
  *
@@ -141,7 +145,8 @@ public final class BackupStore implements AutoCloseable {
             openBlockFiles(rec.metadata(), false);
             if (rec.redoFile() != null && Files.exists(dir.resolve(rec.redoFile()))) {
                 // Crashed after the commit point, before the pages were all applied: finish it.
-                EpochStaging redo = RedoLog.read(dir.resolve(rec.redoFile()), rec.epoch(), rec.metadata().pageSize(), rec.redoCrc());
+                EpochStaging redo = RedoLog.read(dir.resolve(rec.redoFile()), rec.redoLength(), rec.epoch(),
+                        rec.metadata().pageSize(), rec.redoCrc());
                 apply(redo);
                 forceBlockFiles();
                 log.info("vm={} epoch={} event=redo-replayed pages={}", vmName, rec.epoch(), redo.records());
@@ -158,7 +163,7 @@ public final class BackupStore implements AutoCloseable {
 
     /** Redo logs and device-state files that the commit record does not name belong to no committed epoch. */
     private void deleteLeftovers() throws IOException {
-        try (DirectoryStream<Path> ds = Files.newDirectoryStream(dir, "{redo-*.log,device-*.bin}")) {
+        try (DirectoryStream<Path> ds = Files.newDirectoryStream(dir, "device-*.bin")) {
             for (Path p : ds) {
                 String name = p.getFileName().toString();
                 boolean current = committed != null && name.equals(committed.deviceFile());
@@ -266,7 +271,7 @@ public final class BackupStore implements AutoCloseable {
             Files.writeString(dir.resolve(VMDESC_FILE), vmdesc == null ? "{}" : vmdesc, StandardCharsets.UTF_8);
             String devFile = "device-0.bin";
             writeForced(dir.resolve(devFile), deviceStateBytes);
-            CommitRecord rec = new CommitRecord(0, meta, devFile, deviceStateBytes.length, crc(deviceStateBytes), null, 0);
+            CommitRecord rec = new CommitRecord(0, meta, devFile, deviceStateBytes.length, crc(deviceStateBytes), null, 0, 0);
             rec.writeAtomically(dir);
             committed = rec;
             deviceState = deviceStateBytes.clone();
@@ -300,17 +305,18 @@ public final class BackupStore implements AutoCloseable {
                         + ", offset " + staging.offsetAt(i) + ")");
             }
         }
-        String redoFile = "redo-" + epoch + ".log";
+        String redoFile = epoch % 2 == 0 ? "redo-a.log" : "redo-b.log";
         String devFile = "device-" + epoch + ".bin";
         String previousDev = committed.deviceFile();
         long t0 = System.nanoTime();
         CommitRecord rec;
         try {
-            long redoCrc = RedoLog.write(dir.resolve(redoFile), epoch, staging);
+            RedoLog.Written redo = RedoLog.write(dir.resolve(redoFile), epoch, staging);
             faults.at("redo-written");
             writeForced(dir.resolve(devFile), deviceStateBytes);
             faults.at("device-written");
-            rec = new CommitRecord(epoch, meta, devFile, deviceStateBytes.length, crc(deviceStateBytes), redoFile, redoCrc);
+            rec = new CommitRecord(epoch, meta, devFile, deviceStateBytes.length, crc(deviceStateBytes), redoFile,
+                    redo.length(), redo.crc());
             rec.writeAtomically(dir);
         } catch (IOException | RuntimeException e) {
             reloadAfterFailure();
@@ -324,7 +330,6 @@ public final class BackupStore implements AutoCloseable {
             faults.at("committed");
             apply(staging);
             forceBlockFiles();
-            Files.deleteIfExists(dir.resolve(redoFile));
             if (!previousDev.equals(devFile)) {
                 Files.deleteIfExists(dir.resolve(previousDev));
             }

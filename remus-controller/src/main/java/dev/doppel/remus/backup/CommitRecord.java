@@ -22,7 +22,7 @@ import java.util.Properties;
  * @param redoFile null when the epoch needs no replay (epoch 0 is written in place)
  */
 record CommitRecord(long epoch, StoreMetadata metadata, String deviceFile, long deviceLength, long deviceCrc,
-                    String redoFile, long redoCrc) {
+                    String redoFile, long redoLength, long redoCrc) {
     static final String FILE = "COMMIT";
     private static final String FORMAT = "doppel-backup-commit/1";
 
@@ -48,6 +48,7 @@ record CommitRecord(long epoch, StoreMetadata metadata, String deviceFile, long 
         p.setProperty("device.crc", Long.toString(deviceCrc));
         if (redoFile != null) {
             p.setProperty("redo.file", redoFile);
+            p.setProperty("redo.length", Long.toString(redoLength));
             p.setProperty("redo.crc", Long.toString(redoCrc));
         }
         Path tmp = dir.resolve(FILE + ".tmp");
@@ -88,7 +89,8 @@ record CommitRecord(long epoch, StoreMetadata metadata, String deviceFile, long 
             String redo = p.getProperty("redo.file");
             return new CommitRecord(Long.parseLong(p.getProperty("epoch")), meta, p.getProperty("device.file"),
                     Long.parseLong(p.getProperty("device.length")), Long.parseLong(p.getProperty("device.crc")),
-                    redo, redo == null ? 0 : Long.parseLong(p.getProperty("redo.crc")));
+                    redo, redo == null ? 0 : Long.parseLong(p.getProperty("redo.length")),
+                    redo == null ? 0 : Long.parseLong(p.getProperty("redo.crc")));
         } catch (RuntimeException e) {
             throw new IOException(f + " is damaged: " + e, e);
         }

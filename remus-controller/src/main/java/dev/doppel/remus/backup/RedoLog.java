@@ -23,8 +23,15 @@ final class RedoLog {
     private RedoLog() {
     }
 
-    /** Writes {@code staging} to {@code file} and forces it; returns the log's CRC (stored in the commit record). */
-    static long write(Path file, long epoch, EpochStaging staging) throws IOException {
+    /** Length and CRC of a written log, both stored in the commit record. */
+    record Written(long length, long crc) {
+    }
+
+    /**
+     * Writes {@code staging} to {@code file} from offset 0 and forces it. The file is not truncated:
+     * whatever follows the log from an older, longer epoch is ignored (the commit record has the length).
+     */
+    static Written write(Path file, long epoch, EpochStaging staging) throws IOException {
         int n = staging.records();
         ByteBuffer head = ByteBuffer.allocate(HEADER + n * ENTRY);
         head.putInt(MAGIC).putInt(VERSION).putLong(epoch).putInt(staging.pageSize()).putInt(n);
@@ -36,19 +43,23 @@ final class RedoLog {
         crc.update(head.duplicate());
         crc.update(staging.arena(), 0, staging.arenaUsed());
         ByteBuffer tail = ByteBuffer.allocate(8).putLong(crc.getValue()).flip();
-        try (FileChannel ch = FileChannel.open(file, StandardOpenOption.CREATE, StandardOpenOption.TRUNCATE_EXISTING,
-                StandardOpenOption.WRITE)) {
+        long length = head.remaining() + (long) staging.arenaUsed() + 8;
+        try (FileChannel ch = FileChannel.open(file, StandardOpenOption.CREATE, StandardOpenOption.WRITE)) {
             writeFully(ch, head);
             writeFully(ch, ByteBuffer.wrap(staging.arena(), 0, staging.arenaUsed()));
             writeFully(ch, tail);
             ch.force(false);
         }
-        return crc.getValue();
+        return new Written(length, crc.getValue());
     }
 
     /** Reads a log back into a staging area; fails unless magic, epoch, page size, length and CRC all match. */
-    static EpochStaging read(Path file, long epoch, int pageSize, long expectedCrc) throws IOException {
-        byte[] all = java.nio.file.Files.readAllBytes(file);
+    static EpochStaging read(Path file, long length, long epoch, int pageSize, long expectedCrc) throws IOException {
+        byte[] whole = java.nio.file.Files.readAllBytes(file);
+        if (length < HEADER + 8 || length > whole.length) {
+            throw new IOException("redo log " + file + " is shorter (" + whole.length + " bytes) than committed (" + length + ")");
+        }
+        byte[] all = java.util.Arrays.copyOf(whole, (int) length);
         ByteBuffer b = ByteBuffer.wrap(all);
         if (all.length < HEADER + 8 || b.getInt() != MAGIC || b.getInt() != VERSION || b.getLong() != epoch
                 || b.getInt() != pageSize) {

@@ -15,7 +15,9 @@ import org.slf4j.LoggerFactory;
  * lost: the replication session has ended (or stalled) AND the primary's controller either said
  * "primary down" or has been silent on the control channel for the detection timeout. A primary that
  * is alive but gave up on this backup says "stand down": the stored state is then stale and is never
- * resumed (two copies of one VM on one network would be worse than none).
+ * resumed (two copies of one VM on one network would be worse than none). STALE is final for a
+ * guard: when the primary protects itself again it does a full synchronisation, which gets a new
+ * endpoint and a new guard.
  */
 public final class BackupGuard implements AutoCloseable {
     private static final Logger log = LoggerFactory.getLogger(BackupGuard.class);
@@ -82,10 +84,6 @@ public final class BackupGuard implements AutoCloseable {
             boolean session = endpoint.sessionActive();
             boolean committed = endpoint.store().committedEpoch() >= 0;
             if (session && committed && state == State.WAITING) {
-                state = State.ARMED;
-            }
-            if (session && state == State.STALE && committed && heartbeatFresh()) {
-                // A new full synchronisation started after the stand-down: valid again once it commits.
                 state = State.ARMED;
             }
             if (state == State.ARMED && (primaryDown || (!session && !heartbeatFresh()))) {

@@ -54,6 +54,7 @@ public final class PrimaryProtector implements AutoCloseable {
     private volatile ProtectionState state = ProtectionState.STOPPED;
     private volatile CheckpointStats stats = new CheckpointStats();
     private volatile long stoppedAtNanos;        // 0 while the guest runs
+    private volatile long lastCheckpointNanos;   // when the last checkpoint completed (guest resumed)
     private volatile String lastProblem = "";
     private volatile long lostBackups;
     private volatile long ramBytesAtProtect;
@@ -108,6 +109,7 @@ public final class PrimaryProtector implements AutoCloseable {
                 throw e instanceof ProtectionException pe ? pe : new ProtectionException(vm, 0, "cannot protect", e);
             }
             ramBytesAtProtect = ramTransferred();
+            lastCheckpointNanos = System.nanoTime();
             state = ProtectionState.PROTECTED;
             if (control != null && heartbeat == null) {
                 Duration period = Duration.ofMillis(Math.max(20, Math.min(100, options.interval().toMillis())));
@@ -182,6 +184,7 @@ public final class PrimaryProtector implements AutoCloseable {
             case "RESUME" -> {
                 long stoppedAt = stoppedAtNanos;
                 stoppedAtNanos = 0;
+                lastCheckpointNanos = System.nanoTime();
                 if (stoppedAt != 0 && state == ProtectionState.PROTECTED) {
                     stats.recordPause(System.nanoTime() - stoppedAt);
                 }
@@ -218,16 +221,28 @@ public final class PrimaryProtector implements AutoCloseable {
         }
     }
 
-    /** Watchdog: a checkpoint that holds the guest stopped beyond the timeout means the backup is gone. */
+    /**
+     * Watchdog. Two ways a lost backup shows on the primary: QEMU stops the guest for a checkpoint
+     * and the backup never confirms it (the guest stands still), or QEMU's COLO thread waits for
+     * the backup's CHECKPOINT_REPLY before stopping the guest (the guest runs, but no checkpoint
+     * completes any more: silently unprotected). Either beyond the timeout means the backup is gone.
+     */
     private void checkPause() {
-        long stoppedAt = stoppedAtNanos;
-        if (state != ProtectionState.PROTECTED || stoppedAt == 0 || !qmp.isConnected()) {
+        if (state != ProtectionState.PROTECTED || !qmp.isConnected()) {
             return;
         }
-        long stoppedMs = (System.nanoTime() - stoppedAt) / 1_000_000;
-        if (stoppedMs > options.backupTimeout().toMillis()) {
-            lost("guest stopped " + stoppedMs + " ms in checkpoint " + (stats.checkpoints() + 1)
-                    + " (timeout " + options.backupTimeout().toMillis() + " ms): backup lost or frozen");
+        long now = System.nanoTime();
+        long stoppedAt = stoppedAtNanos;
+        long timeoutMs = options.backupTimeout().toMillis();
+        if (stoppedAt != 0 && (now - stoppedAt) / 1_000_000 > timeoutMs) {
+            lost("guest stopped " + (now - stoppedAt) / 1_000_000 + " ms in checkpoint " + (stats.checkpoints() + 1)
+                    + " (timeout " + timeoutMs + " ms): backup lost or frozen");
+            return;
+        }
+        long sinceLast = (now - lastCheckpointNanos) / 1_000_000;
+        if (stoppedAt == 0 && sinceLast > options.interval().toMillis() + timeoutMs) {
+            lost("no checkpoint completed for " + sinceLast + " ms (interval " + options.interval().toMillis()
+                    + " ms, timeout " + timeoutMs + " ms): backup lost or frozen");
         }
     }
 
