@@ -38,7 +38,9 @@ import org.slf4j.LoggerFactory;
  *   <li>{@code COMMIT} is replaced by rename: <b>the commit point</b>. Before it, the files still
  *       hold epoch N-1 unchanged (nothing was written to the memory files); after it, epoch N is
  *       the committed one, even if its pages are not in the memory files yet;</li>
- *   <li>the pages are written to the memory files;</li>
+ *   <li>the pages are written to the memory files ({@link #commit}: before returning;
+ *       {@link #commitAndApplyLater}, which the COLO session uses: on the store's thread while the
+ *       primary already runs again, so that the primary's pause does not include it);</li>
  *   <li>the previous device state is deleted.</li>
  * </ol>
  * {@link #open} finishes an interrupted commit: it replays the redo log named by {@code COMMIT}
@@ -68,6 +70,11 @@ public final class BackupStore implements AutoCloseable {
     private final List<FileChannel> blockFiles = new ArrayList<>();
     private byte[] deviceState;
     private FaultInjector faults = step -> { };
+    /** Pages of the last commit still being written to the memory files (see {@link #commitAndApplyLater}). */
+    private java.util.concurrent.Future<?> pendingApply;
+    private long pendingEpoch;
+    private java.util.concurrent.ExecutorService applier;
+    private volatile long lastApplyNanos;
 
     /** Test seam: called at each step of a commit; throwing simulates the process dying there. */
     interface FaultInjector {
@@ -119,8 +126,12 @@ public final class BackupStore implements AutoCloseable {
         return deviceState == null ? null : deviceState.clone();
     }
 
-    /** The memory file of the main RAM block (map it {@code share=on} with x-ignore-shared to restore). */
-    public synchronized Path memoryFile() {
+    /**
+     * The memory file of the main RAM block (map it {@code share=on} with x-ignore-shared to restore).
+     * Waits until the committed epoch's pages are all in it; it holds that epoch until the next commit.
+     */
+    public synchronized Path memoryFile() throws IOException {
+        awaitApplied();
         StoreMetadata m = requireCommitted("memoryFile");
         return blockFile(m.mainBlockIndex());
     }
@@ -207,6 +218,7 @@ public final class BackupStore implements AutoCloseable {
      */
     public synchronized InitialLoad beginInitialLoad(String machineType, int pageSize, List<RamBlock> blocks) throws IOException {
         try {
+            awaitApplied();
             Files.deleteIfExists(dir.resolve(CommitRecord.FILE));
             committed = null;
             deviceState = null;
@@ -288,10 +300,70 @@ public final class BackupStore implements AutoCloseable {
 
     /**
      * Commits {@code epoch} (must be the committed epoch + 1): the staged pages and the device state
-     * become the store's state atomically (see the class comment). On failure the store keeps the
-     * previous epoch; the in-memory view is re-read from disk.
+     * become the store's state atomically (see the class comment), and the pages are in the memory
+     * files when this returns. On failure before the commit point the store keeps the previous epoch.
      */
     public synchronized CommitStats commit(long epoch, EpochStaging staging, byte[] deviceStateBytes) throws IOException {
+        long t0 = System.nanoTime();
+        String previousDev = commitDurably(epoch, staging, deviceStateBytes);
+        long t1 = System.nanoTime();
+        applyCommitted(epoch, staging, previousDev);
+        return new CommitStats(epoch, staging.dataPages(), staging.filledPages(), t1 - t0, System.nanoTime() - t1);
+    }
+
+    /**
+     * Like {@link #commit}, but returns at the commit point: the pages go to the memory files on the
+     * store's own thread while the caller acknowledges the epoch and the primary runs again (the
+     * redo log makes the epoch durable already; applying it is replayable). {@code staging} must not
+     * be touched until the next commit call returns (use two stagings alternately). Everything that
+     * reads the memory files, and the next commit, waits for the apply first.
+     *
+     * @return stats whose {@code applyNanos} is the apply time of the previous epoch
+     */
+    public synchronized CommitStats commitAndApplyLater(long epoch, EpochStaging staging, byte[] deviceStateBytes)
+            throws IOException {
+        long t0 = System.nanoTime();
+        String previousDev = commitDurably(epoch, staging, deviceStateBytes);
+        long t1 = System.nanoTime();
+        long previousApply = lastApplyNanos;
+        if (applier == null) {
+            applier = java.util.concurrent.Executors.newSingleThreadExecutor(r -> {
+                Thread t = new Thread(r, "backup-apply-" + vmName);
+                t.setDaemon(true);
+                return t;
+            });
+        }
+        pendingEpoch = epoch;
+        pendingApply = applier.submit(() -> {
+            applyCommitted(epoch, staging, previousDev);
+            return null;
+        });
+        return new CommitStats(epoch, staging.dataPages(), staging.filledPages(), t1 - t0, previousApply);
+    }
+
+    /** Waits until the last commit's pages are in the memory files; fails if applying them failed. */
+    public synchronized void awaitApplied() throws IOException {
+        java.util.concurrent.Future<?> f = pendingApply;
+        if (f == null) {
+            return;
+        }
+        try {
+            f.get();
+            pendingApply = null;
+        } catch (java.util.concurrent.ExecutionException e) {
+            // Sticky: the memory files are behind the committed epoch until open() replays the log.
+            Throwable c = e.getCause();
+            throw c instanceof BackupStoreException b ? b
+                    : new BackupStoreException(vmName, pendingEpoch, "applying committed pages", c);
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            throw new BackupStoreException(vmName, pendingEpoch, "interrupted while waiting for pages to be applied", e);
+        }
+    }
+
+    /** Steps up to and including the commit point; returns the previous epoch's device-state file. */
+    private String commitDurably(long epoch, EpochStaging staging, byte[] deviceStateBytes) throws IOException {
+        awaitApplied();
         StoreMetadata meta = requireCommitted("commit");
         if (epoch != committed.epoch() + 1) {
             throw new BackupStoreException(vmName, epoch, "commit out of order: committed epoch is " + committed.epoch());
@@ -308,7 +380,6 @@ public final class BackupStore implements AutoCloseable {
         String redoFile = epoch % 2 == 0 ? "redo-a.log" : "redo-b.log";
         String devFile = "device-" + epoch + ".bin";
         String previousDev = committed.deviceFile();
-        long t0 = System.nanoTime();
         CommitRecord rec;
         try {
             RedoLog.Written redo = RedoLog.write(dir.resolve(redoFile), epoch, staging);
@@ -325,18 +396,24 @@ public final class BackupStore implements AutoCloseable {
         // Committed. From here a failure leaves the redo log for open() to replay.
         committed = rec;
         deviceState = deviceStateBytes.clone();
-        long t1 = System.nanoTime();
+        return previousDev;
+    }
+
+    /** After the commit point: pages into the memory files, then the previous device state goes. */
+    private void applyCommitted(long epoch, EpochStaging staging, String previousDev) throws IOException {
+        long t0 = System.nanoTime();
         try {
             faults.at("committed");
             apply(staging);
             forceBlockFiles();
+            String devFile = "device-" + epoch + ".bin";
             if (!previousDev.equals(devFile)) {
                 Files.deleteIfExists(dir.resolve(previousDev));
             }
         } catch (IOException | RuntimeException e) {
             throw new BackupStoreException(vmName, epoch, "applying committed pages (open the store again to replay the redo log)", e);
         }
-        return new CommitStats(epoch, staging.dataPages(), staging.filledPages(), t1 - t0, System.nanoTime() - t1);
+        lastApplyNanos = System.nanoTime() - t0;
     }
 
     private void reloadAfterFailure() {
@@ -410,6 +487,7 @@ public final class BackupStore implements AutoCloseable {
     }
 
     public synchronized void writeRestoreStream(OutputStream sink) throws IOException {
+        awaitApplied();
         StoreMetadata m = requireCommitted("restoreStream");
         int ps = m.pageSize();
         MigrationStreamWriter w = new MigrationStreamWriter(sink, ps);
@@ -489,6 +567,14 @@ public final class BackupStore implements AutoCloseable {
 
     @Override
     public synchronized void close() {
+        try {
+            awaitApplied();
+        } catch (IOException e) {
+            log.warn("vm={} event=apply-failed-at-close cause={}", vmName, e.getMessage());
+        }
+        if (applier != null) {
+            applier.shutdown();
+        }
         closeFiles();
     }
 

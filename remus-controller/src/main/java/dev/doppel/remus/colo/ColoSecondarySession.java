@@ -102,7 +102,9 @@ public final class ColoSecondarySession {
         try {
             epoch = 0;
             receiveInitial(reader, out);
-            EpochStaging staging = new EpochStaging(reader.ram().pageSize());
+            // Two staging areas: the store may still be applying the last epoch's pages from one
+            // while the next checkpoint arrives into the other.
+            EpochStaging[] staging = {new EpochStaging(reader.ram().pageSize()), new EpochStaging(reader.ram().pageSize())};
             while (true) {
                 epoch++;
                 step = "waiting for CHECKPOINT_REQUEST";
@@ -113,7 +115,7 @@ public final class ColoSecondarySession {
                     return;
                 }
                 timeouts.set(vm.transferTimeout());
-                receiveCheckpoint(reader, out, staging);
+                receiveCheckpoint(reader, out, staging[(int) (epoch & 1)]);
             }
         } catch (IOException | RuntimeException e) {
             ColoSessionException f = fail(e);
@@ -287,7 +289,8 @@ public final class ColoSecondarySession {
         step = "sending VMSTATE_RECEIVED";
         ColoMessageCodec.write(out, ColoMessage.VMSTATE_RECEIVED);
         step = "committing";
-        BackupStore.CommitStats stats = store.commit(epoch, staging, deviceState);
+        // Durable at the commit point; the pages reach the memory files while the primary runs.
+        BackupStore.CommitStats stats = store.commitAndApplyLater(epoch, staging, deviceState);
         long t2 = System.nanoTime();
         listener.beforeRelease(epoch);
         step = "sending VMSTATE_LOADED";

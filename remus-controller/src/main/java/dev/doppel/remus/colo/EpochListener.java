@@ -4,7 +4,8 @@ package dev.doppel.remus.colo;
 public interface EpochListener {
     /**
      * Epoch {@code epoch} is committed and the primary is still paused, waiting for VMSTATE_LOADED.
-     * The primary's memory equals the store's now (tests compare them here); the primary's pause
+     * The primary's memory equals the store's committed epoch now (tests compare them here, through
+     * {@code BackupStore.memoryFile()}, which waits for the pages to be applied); the primary's pause
      * grows by the time spent in this method.
      */
     default void beforeRelease(long epoch) {

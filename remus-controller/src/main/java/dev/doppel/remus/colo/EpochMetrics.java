@@ -9,10 +9,11 @@ package dev.doppel.remus.colo;
  * @param wireBytes        bytes read from the primary for this epoch (RAM part, device state, messages)
  * @param deviceStateBytes size of the device state
  * @param receiveNanos     CHECKPOINT_REQUEST received → last device-state byte read (initial: first → last byte)
- * @param commitNanos      duration of the store's commit
+ * @param commitNanos      the store's commit up to the commit point (what the primary waits for)
  * @param pauseNanos       CHECKPOINT_REQUEST received → VMSTATE_LOADED sent: the primary's pause as seen here
  * @param commitLogNanos   part of the commit up to the commit point (redo log, device state, commit record)
- * @param commitApplyNanos part of the commit after it (pages into the memory files)
+ * @param commitApplyNanos writing the pages into the memory files, done after the commit point on the
+ *                         store's thread while the primary runs: the figure is the PREVIOUS epoch's
  */
 public record EpochMetrics(long epoch, int dataPages, int filledPages, long wireBytes, long deviceStateBytes,
                            long receiveNanos, long commitNanos, long pauseNanos, long commitLogNanos, long commitApplyNanos) {

@@ -205,6 +205,9 @@ public final class PrimaryProtector implements AutoCloseable {
      */
     private void primaryGone() {
         ProtectionState was = state;
+        if (closed || was == ProtectionState.STOPPED) {
+            return;   // protection was already over: the VM being shut down is not news
+        }
         state = ProtectionState.PRIMARY_LOST;
         cancelWatchdogQuietly();
         HeartbeatSender h = heartbeat;

@@ -27,6 +27,8 @@ public final class RamSectionParser {
 
     /** QEMU has a handful of RAM blocks per VM; thousands mean a corrupt count. */
     private static final int MAX_BLOCKS = 256;
+    /** A receiver creates a file per block: refuse sizes no VM has (4 TiB) before creating anything. */
+    public static final long MAX_BLOCK_BYTES = 1L << 42;
 
     private final int pageSize;
     private boolean ignoreShared;
@@ -135,7 +137,7 @@ public final class RamSectionParser {
             long entryAt = in.offset();
             String name = in.shortString("RAM block name");
             long length = in.be64("RAM block length");
-            if (length <= 0 || length % pageSize != 0 || length > remaining) {
+            if (length <= 0 || length % pageSize != 0 || length > remaining || length > MAX_BLOCK_BYTES) {
                 throw new StreamFormatException(entryAt, "a page-aligned length of at most the " + remaining
                         + " bytes left of MEM_SIZE for block '" + name + "'", Long.toString(length));
             }

@@ -121,6 +121,32 @@ class BackupStoreTest {
         }
     }
 
+    /** Deferred apply: the commit point is passed when it returns; a failed apply is replayed by open(). */
+    @Test
+    void deferredApplyFailureIsReportedAndReplayedOnOpen() throws IOException {
+        Path dir = storeAt(2);
+        String epoch3;
+        try (BackupStore s = stores.open(storeAt(3), VM)) {
+            epoch3 = StoreDigest.of(s, touched);
+        }
+        try (BackupStore s = stores.open(dir, VM)) {
+            s.setFaultInjector(at -> {
+                if (at.equals("half-applied")) {
+                    throw new IOException("simulated crash at " + at);
+                }
+            });
+            s.commitAndApplyLater(3, staging(3), rec.checkpoints.get(2).deviceState());
+            assertEquals(3, s.committedEpoch());
+            BackupStoreException e = assertThrows(BackupStoreException.class, s::awaitApplied);
+            assertTrue(e.getMessage().contains("epoch 3") && e.getMessage().contains("applying"), e.getMessage());
+            assertThrows(BackupStoreException.class, s::memoryFile, "memory files behind the commit are not handed out");
+        }
+        try (BackupStore s = stores.open(dir, VM)) {
+            assertEquals(3, s.committedEpoch());
+            assertEquals(epoch3, StoreDigest.of(s, touched));
+        }
+    }
+
     @Test
     void outOfOrderCommitIsRefused() throws IOException {
         try (BackupStore s = stores.open(storeAt(1), VM)) {

@@ -17,6 +17,7 @@ public final class StoreAssertions {
 
     /** Every page in {@code pages} has that content in the store's memory files. */
     public static void assertPagesEqual(BackupStore store, Map<String, RecordedSession.Page> pages) throws IOException {
+        store.awaitApplied();
         byte[] got = new byte[4096];
         for (RecordedSession.Page p : pages.values()) {
             try (FileChannel ch = FileChannel.open(store.blockFile(p.block()), StandardOpenOption.READ)) {

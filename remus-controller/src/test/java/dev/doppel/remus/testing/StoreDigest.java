@@ -38,6 +38,7 @@ public final class StoreDigest {
     }
 
     public static String of(BackupStore store, List<long[]> pages) throws IOException {
+        store.awaitApplied();
         TwoCrcs md = new TwoCrcs();
         md.update(Long.toString(store.committedEpoch()).getBytes());
         byte[] dev = store.deviceState();

@@ -1,0 +1,74 @@
+package dev.doppel.cli.bench;
+
+import dev.doppel.remus.backup.BackupServer;
+import dev.doppel.remus.colo.EpochListener;
+import dev.doppel.remus.colo.EpochMetrics;
+import dev.doppel.remus.colo.ProtectedVm;
+import dev.doppel.remus.control.ControlServer;
+import dev.doppel.remus.failover.BackupGuard;
+import dev.doppel.remus.primary.PrimaryProtector;
+import dev.doppel.remus.primary.ProtectionOptions;
+import dev.doppel.vm.FileTrees;
+import dev.doppel.vm.QemuBinary;
+import dev.doppel.vm.VmLauncher;
+import dev.doppel.vm.VmProcess;
+import dev.doppel.vm.VmSpec;
+import java.net.InetSocketAddress;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.Collections;
+import java.util.List;
+
+/**
+ * A protected VM and its backup on this machine, for benchmarks: the patched QEMU as COLO primary,
+ * the Java backup service on loopback with its guard, everything owned and closed here.
+ */
+final class LocalRemusPair implements AutoCloseable {
+    final VmProcess primary;
+    final BackupServer backupServer;
+    final BackupServer.Endpoint endpoint;
+    final ControlServer control;
+    final BackupGuard guard;
+    final List<EpochMetrics> epochs = Collections.synchronizedList(new ArrayList<>());
+    private final Path storeRoot;
+    private PrimaryProtector protector;
+
+    LocalRemusPair(VmLauncher stock, VmSpec spec, Duration detection) throws Exception {
+        storeRoot = Files.createTempDirectory(Path.of("/dev/shm"), "doppel-bench-store");
+        VmLauncher patched = new VmLauncher(QemuBinary.atPrefix(PatchedQemuPrefix.find()), stock.accelerator());
+        primary = patched.start(spec);
+        backupServer = new BackupServer(storeRoot);
+        endpoint = backupServer.listen(new ProtectedVm(spec.name(), null, 0, Duration.ofSeconds(30), Duration.ofSeconds(30)),
+                new InetSocketAddress("127.0.0.1", 0), new EpochListener() {
+                    @Override
+                    public void epochCommitted(EpochMetrics m) {
+                        epochs.add(m);
+                    }
+                });
+        control = new ControlServer(new InetSocketAddress("127.0.0.1", 0));
+        guard = new BackupGuard(stock, spec.toBuilder().name(spec.name() + "-bk").build(), endpoint, detection);
+        control.register(spec.name(), guard::onControl);
+    }
+
+    PrimaryProtector protect(Duration interval) {
+        protector = new PrimaryProtector(primary.name(), primary.qmp(), new InetSocketAddress("127.0.0.1", endpoint.port()),
+                new InetSocketAddress("127.0.0.1", control.port()), ProtectionOptions.withInterval(interval),
+                line -> System.err.println("[bench] " + line));
+        protector.protect();
+        return protector;
+    }
+
+    @Override
+    public void close() {
+        if (protector != null) {
+            protector.close();
+        }
+        guard.close();
+        primary.close();
+        control.close();
+        endpoint.close();
+        FileTrees.deleteRecursively(storeRoot);
+    }
+}
