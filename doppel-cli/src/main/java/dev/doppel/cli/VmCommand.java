@@ -39,11 +39,15 @@ public final class VmCommand {
         @Option(names = "--disk", description = "qcow2 data disk image") Path disk;
         @Option(names = "--user-net", description = "attach a NIC on QEMU user networking") boolean userNet;
         @Option(names = "--wait-ready", description = "wait until the guest prints DOPPEL-READY") boolean waitReady;
+        @Option(names = "--colo", description = "run on the patched QEMU that can be a COLO primary (for doppel protect)") boolean colo;
         @Mixin AccelOption accel;
 
         @Override
         public Integer call() throws Exception {
             VmLauncher launcher = VmLauncher.create(accel.forced());
+            if (colo) {
+                launcher = new VmLauncher(dev.doppel.vm.QemuBinary.atPrefix(PatchedQemuPrefix.find()), launcher.accelerator());
+            }
             VmSpec.Builder spec = VmLauncher.guestSpec(name, GuestImage.locate(), run, params).memoryMiB(memMiB);
             if (memFile != null) {
                 spec.memory(MemoryBackend.File.shared(memFile));
@@ -54,7 +58,9 @@ public final class VmCommand {
             if (userNet) {
                 spec.nic("net0", "52:54:00:00:00:01", new NicSpec.Netdev.User());
             }
-            VmProcess vm = launcher.start(spec.build(), VmProcess.StartOptions.detached());
+            VmSpec built = spec.build();
+            VmProcess vm = launcher.start(built, VmProcess.StartOptions.detached());
+            dev.doppel.vm.GuestDescriptor.of(built).write(vm.runDir().guestFile());
             // The CLI exits; the VM stays. Close only our QMP connection and console tailer.
             vm.qmp().close();
             vm.console().close();

@@ -25,12 +25,16 @@ public record VmRunDir(Path path) {
         return Path.of(System.getProperty("java.io.tmpdir"), "doppel-" + System.getProperty("user.name"));
     }
 
-    /** Creates {@code <root>/vms/<name>}; fails if a VM of that name already has a directory. */
+    /**
+     * Creates {@code <root>/vms/<name>}; fails if a running VM of that name has it. The directory of
+     * a VM whose QEMU is gone (killed, or its owner died without cleaning up) is stale and reused.
+     */
     public static VmRunDir create(String vmName) {
         Path vms = root().resolve("vms");
         try {
             Files.createDirectories(vms);
             Path dir = vms.resolve(vmName);
+            removeIfStale(new VmRunDir(dir));
             Files.createDirectory(dir, PosixFilePermissions.asFileAttribute(PosixFilePermissions.fromString("rwx------")));
             return new VmRunDir(dir);
         } catch (java.nio.file.FileAlreadyExistsException e) {
@@ -38,6 +42,23 @@ public record VmRunDir(Path path) {
                     + "); stop it first or remove the stale directory", e);
         } catch (IOException e) {
             throw new UncheckedIOException("cannot create run directory for VM '" + vmName + "'", e);
+        }
+    }
+
+    private static void removeIfStale(VmRunDir dir) {
+        if (!Files.isDirectory(dir.path())) {
+            return;
+        }
+        boolean alive;
+        try {
+            alive = Files.exists(dir.specFile()) && VmRecord.readFrom(dir).alive();
+        } catch (UncheckedIOException e) {
+            alive = false;
+        }
+        if (!alive) {
+            org.slf4j.LoggerFactory.getLogger(VmRunDir.class).warn("vm={} event=stale-run-dir-removed path={}",
+                    dir.path().getFileName(), dir.path());
+            dir.delete();
         }
     }
 
@@ -52,6 +73,10 @@ public record VmRunDir(Path path) {
     public Path qemuLog() { return path.resolve("qemu.log"); }
     public Path pidFile() { return path.resolve("qemu.pid"); }
     public Path specFile() { return path.resolve("vm.json"); }
+    /** The guest's device model, for hosts that must rebuild it (a Remus backup). */
+    public Path guestFile() { return path.resolve("guest.json"); }
+    /** Written every second by {@code doppel protect}: what {@code doppel status} shows. */
+    public Path protectionFile() { return path.resolve("protection.json"); }
 
     /** Removes the directory and everything in it; missing is fine. */
     public void delete() {

@@ -7,6 +7,7 @@ import dev.doppel.remus.colo.ProtectedVm;
 import dev.doppel.remus.control.ControlServer;
 import dev.doppel.remus.failover.BackupGuard;
 import dev.doppel.remus.primary.PrimaryProtector;
+import dev.doppel.cli.PatchedQemuPrefix;
 import dev.doppel.remus.primary.ProtectionOptions;
 import dev.doppel.vm.FileTrees;
 import dev.doppel.vm.QemuBinary;

@@ -21,7 +21,11 @@ public final class ControlServer implements AutoCloseable {
     private static final Logger log = LoggerFactory.getLogger(ControlServer.class);
 
     private final ServerSocket server;
+    private static final com.fasterxml.jackson.databind.ObjectMapper MAPPER = new com.fasterxml.jackson.databind.ObjectMapper();
+
     private final Map<String, Consumer<ControlMessage>> handlers = new ConcurrentHashMap<>();
+    private volatile java.util.function.Function<ProtectRequest, ProtectReply> protectHandler =
+            r -> ProtectReply.error(r.vm(), "this backup service does not accept new VMs");
 
     public ControlServer(InetSocketAddress address) throws IOException {
         server = new ServerSocket();
@@ -44,6 +48,11 @@ public final class ControlServer implements AutoCloseable {
         handlers.remove(vm);
     }
 
+    /** Who answers protection requests (creates the VM's endpoint and guard). */
+    public void onProtectRequest(java.util.function.Function<ProtectRequest, ProtectReply> handler) {
+        this.protectHandler = handler;
+    }
+
     private void acceptLoop() {
         while (!server.isClosed()) {
             try {
@@ -64,6 +73,10 @@ public final class ControlServer implements AutoCloseable {
         try (s; BufferedReader in = new BufferedReader(new InputStreamReader(s.getInputStream(), StandardCharsets.UTF_8))) {
             String line;
             while ((line = readBoundedLine(in)) != null) {
+                if (line.contains("\"" + ProtectRequest.TYPE + "\"")) {
+                    answerProtectRequest(s, line);
+                    continue;
+                }
                 ControlMessage m = ControlMessage.parse(line);
                 Consumer<ControlMessage> h = handlers.get(m.vm());
                 if (h == null) {
@@ -75,6 +88,26 @@ public final class ControlServer implements AutoCloseable {
         } catch (IOException e) {
             log.warn("event=control-connection-dropped peer={} cause=\"{}\"", s.getRemoteSocketAddress(), e.getMessage());
         }
+    }
+
+    private void answerProtectRequest(Socket s, String line) throws IOException {
+        ProtectRequest req;
+        try {
+            req = MAPPER.readValue(line, ProtectRequest.class);
+        } catch (IOException e) {
+            throw new IOException("malformed protect request: " + e.getMessage().lines().findFirst().orElse(""));
+        }
+        if (req.vm() == null || req.guest() == null || !ProtectRequest.TYPE.equals(req.type())) {
+            throw new IOException("protect request without vm or guest: " + line);
+        }
+        ProtectReply reply;
+        try {
+            reply = protectHandler.apply(req);
+        } catch (RuntimeException e) {
+            reply = ProtectReply.error(req.vm(), e.getMessage());
+        }
+        s.getOutputStream().write((MAPPER.writeValueAsString(reply) + "\n").getBytes(StandardCharsets.UTF_8));
+        s.getOutputStream().flush();
     }
 
     private static String readBoundedLine(BufferedReader in) throws IOException {

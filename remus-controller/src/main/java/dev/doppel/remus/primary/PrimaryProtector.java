@@ -57,7 +57,6 @@ public final class PrimaryProtector implements AutoCloseable {
     private volatile long lastCheckpointNanos;   // when the last checkpoint completed (guest resumed)
     private volatile String lastProblem = "";
     private volatile long lostBackups;
-    private volatile long ramBytesAtProtect;
     private volatile boolean closed;
     private ScheduledFuture<?> watchdog;
     private ScheduledFuture<?> reprotect;
@@ -108,7 +107,6 @@ public final class PrimaryProtector implements AutoCloseable {
                 state = ProtectionState.UNPROTECTED;
                 throw e instanceof ProtectionException pe ? pe : new ProtectionException(vm, 0, "cannot protect", e);
             }
-            ramBytesAtProtect = ramTransferred();
             lastCheckpointNanos = System.nanoTime();
             state = ProtectionState.PROTECTED;
             if (control != null && heartbeat == null) {
@@ -337,14 +335,6 @@ public final class PrimaryProtector implements AutoCloseable {
         }, options.reprotectDelay().toMillis(), TimeUnit.MILLISECONDS);
     }
 
-    private long ramTransferred() {
-        try {
-            return qmp.execute("query-migrate").path("ram").path("transferred").asLong();
-        } catch (QmpException e) {
-            return 0;
-        }
-    }
-
     public ProtectionState state() {
         return state;
     }
@@ -355,10 +345,9 @@ public final class PrimaryProtector implements AutoCloseable {
 
     public ProtectionStatus status() {
         CheckpointStats s = stats;
-        long epochs = s.checkpoints();
-        long perEpoch = epochs == 0 || state != ProtectionState.PROTECTED ? 0 : (ramTransferred() - ramBytesAtProtect) / epochs;
-        return new ProtectionStatus(vm, state, describe(backup), epochs, s.lastPauseMs(), s.pausePercentileMs(50),
-                s.pausePercentileMs(99), s.maxPauseMs(), perEpoch, lostBackups, lastProblem);
+        long lag = state == ProtectionState.PROTECTED ? (System.nanoTime() - lastCheckpointNanos) / 1_000_000 : -1;
+        return new ProtectionStatus(vm, state, describe(backup), s.checkpoints(), s.lastPauseMs(), s.pausePercentileMs(50),
+                s.pausePercentileMs(99), s.maxPauseMs(), lag, lostBackups, lastProblem);
     }
 
     private void cancelWatchdog() {

@@ -11,11 +11,11 @@ package dev.doppel.remus.primary;
  * @param pauseP50Ms      median pause over recent checkpoints
  * @param pauseP99Ms      99th percentile pause
  * @param maxPauseMs      longest pause seen
- * @param ramBytesPerEpoch RAM bytes shipped per checkpoint, averaged since protection started
+ * @param lagMs           time since the last checkpoint completed: how far the backup's state is behind
  * @param lostBackups     how often the backup was lost
  * @param lastProblem     why protection last failed or was lost (empty if never)
  */
 public record ProtectionStatus(String vm, ProtectionState state, String backup, long checkpoints, double lastPauseMs,
-                               double pauseP50Ms, double pauseP99Ms, double maxPauseMs, long ramBytesPerEpoch,
+                               double pauseP50Ms, double pauseP99Ms, double maxPauseMs, long lagMs,
                                long lostBackups, String lastProblem) {
 }

@@ -1,4 +1,4 @@
-package dev.doppel.cli.bench;
+package dev.doppel.cli;
 
 import java.io.IOException;
 import java.nio.charset.StandardCharsets;
@@ -7,11 +7,11 @@ import java.nio.file.Path;
 import java.util.List;
 
 /** Where scripts/build-qemu-colo put the patched QEMU (it answers from its cache in a few seconds). */
-final class PatchedQemuPrefix {
+public final class PatchedQemuPrefix {
     private PatchedQemuPrefix() {
     }
 
-    static Path find() throws IOException, InterruptedException {
+    public static Path find() throws IOException, InterruptedException {
         String root = System.getProperty("doppel.root");
         if (root == null) {
             throw new IllegalStateException("doppel.root is not set (run through bin/doppel)");

@@ -1,0 +1,45 @@
+package dev.doppel.cli;
+
+import dev.doppel.remus.service.BackupService;
+import dev.doppel.vm.NicSpec;
+import dev.doppel.vm.VmLauncher;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.time.LocalTime;
+import java.time.format.DateTimeFormatter;
+import java.util.concurrent.Callable;
+import java.util.concurrent.CountDownLatch;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
+import picocli.CommandLine.Option;
+
+/** {@code doppel backup serve}: the backup host's service, in the foreground. */
+@Command(name = "backup", description = "The Remus backup side.", subcommands = {BackupCommand.Serve.class})
+public final class BackupCommand {
+
+    @Command(name = "serve", description = "Accept protected VMs, store their checkpoints, fail them over when their primary is lost.")
+    static final class Serve implements Callable<Integer> {
+        @Option(names = "--listen", required = true, description = "control address HOST:PORT (PORT 0 picks one)") String listen;
+        @Option(names = "--store", defaultValue = "/dev/shm/doppel-backup", description = "where checkpoints are kept, on tmpfs (default ${DEFAULT-VALUE})") Path store;
+        @Option(names = "--detection-ms", defaultValue = "500", description = "primary silent this long = lost (default ${DEFAULT-VALUE})") long detectionMs;
+        @Option(names = "--seconds", defaultValue = "0", description = "stop after this many seconds (0 = until interrupted)") long seconds;
+        @Mixin AccelOption accel;
+
+        @Override
+        public Integer call() throws Exception {
+            VmLauncher launcher = VmLauncher.create(accel.forced());
+            CountDownLatch stop = new CountDownLatch(1);
+            Runtime.getRuntime().addShutdownHook(new Thread(stop::countDown));
+            DateTimeFormatter t = DateTimeFormatter.ofPattern("HH:mm:ss.SSS");
+            try (BackupService service = new BackupService(launcher, ProtectCommand.parse(listen), store, Duration.ofMillis(detectionMs),
+                    new NicSpec.Netdev.User(), line -> System.out.println(LocalTime.now().format(t) + " " + line))) {
+                long end = seconds > 0 ? System.nanoTime() + seconds * 1_000_000_000L : Long.MAX_VALUE;
+                while (System.nanoTime() < end && !stop.await(5, java.util.concurrent.TimeUnit.SECONDS)) {
+                    service.protectedVms().values().forEach(p -> System.out.println(LocalTime.now().format(t) + " VM "
+                            + p.vm() + " " + p.guard().state() + ", " + p.epochs().summary()));
+                }
+            }
+            return 0;
+        }
+    }
+}

@@ -1,0 +1,93 @@
+package dev.doppel.cli;
+
+import com.fasterxml.jackson.databind.ObjectMapper;
+import dev.doppel.qmp.QmpClient;
+import dev.doppel.remus.control.ControlClient;
+import dev.doppel.remus.primary.PrimaryProtector;
+import dev.doppel.remus.primary.ProtectionOptions;
+import dev.doppel.remus.primary.ProtectionStatus;
+import dev.doppel.vm.GuestDescriptor;
+import dev.doppel.vm.VmRecord;
+import dev.doppel.vm.VmRunDir;
+import java.net.InetSocketAddress;
+import java.nio.file.Files;
+import java.nio.file.StandardCopyOption;
+import java.time.Duration;
+import java.util.concurrent.Callable;
+import java.util.concurrent.CountDownLatch;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Option;
+import picocli.CommandLine.Parameters;
+
+/**
+ * {@code doppel protect VM --backup HOST:PORT}: Remus protection of a running VM, in the foreground
+ * until interrupted (Ctrl-C stops protection; the VM keeps running). Status every second on stdout
+ * and in the VM's run directory for {@code doppel status}.
+ */
+@Command(name = "protect", description = "Protect a running VM (started with 'vm start --colo') with a backup ('backup serve').")
+public final class ProtectCommand implements Callable<Integer> {
+    private static final ObjectMapper MAPPER = new ObjectMapper();
+
+    @Parameters(index = "0", description = "VM name") String name;
+    @Option(names = "--backup", required = true, description = "the backup service's control address HOST:PORT") String backup;
+    @Option(names = "--interval", defaultValue = "50", description = "checkpoint interval in ms (default ${DEFAULT-VALUE})") long intervalMs;
+    @Option(names = "--timeout", description = "backup lost after the guest stood still this many ms (default 3 intervals, at least 300)") Long timeoutMs;
+    @Option(names = "--seconds", defaultValue = "0", description = "stop after this many seconds (0 = until interrupted)") long seconds;
+
+    @Override
+    public Integer call() throws Exception {
+        VmRunDir dir = VmCommand.existing(name);
+        if (!VmRecord.readFrom(dir).alive()) {
+            throw new IllegalStateException("VM '" + name + "' is not running");
+        }
+        if (!Files.exists(dir.guestFile())) {
+            throw new IllegalStateException("VM '" + name + "' has no guest description (" + dir.guestFile() + "): start it with 'doppel vm start'");
+        }
+        GuestDescriptor guest = GuestDescriptor.read(dir.guestFile());
+        InetSocketAddress control = parse(backup);
+        ProtectionOptions options = ProtectionOptions.withInterval(Duration.ofMillis(intervalMs));
+        if (timeoutMs != null) {
+            options = new ProtectionOptions(options.interval(), Duration.ofMillis(timeoutMs), options.initialSyncTimeout(), options.reprotectDelay());
+        }
+        int port = ControlClient.requestProtection(control, name, guest, Duration.ofSeconds(10));
+        System.out.println("backup " + backup + " accepted VM " + name + "; replication port " + port);
+        CountDownLatch stop = new CountDownLatch(1);
+        Thread hook = new Thread(stop::countDown);
+        Runtime.getRuntime().addShutdownHook(hook);
+        try (QmpClient qmp = QmpClient.connectUnix(dir.qmpSocket(), name, Duration.ofSeconds(5));
+             PrimaryProtector protector = new PrimaryProtector(name, qmp, new InetSocketAddress(control.getAddress(), port),
+                     control, options, System.out::println)) {
+            protector.protect();
+            long end = seconds > 0 ? System.nanoTime() + seconds * 1_000_000_000L : Long.MAX_VALUE;
+            while (stop.getCount() > 0 && System.nanoTime() < end && qmp.isConnected()) {
+                ProtectionStatus s = protector.status();
+                writeStatus(dir, s);
+                System.out.printf("%s %-11s checkpoints=%d pause_last=%.1fms p50=%.1fms p99=%.1fms backup_lag=%dms lost_backups=%d%n",
+                        name, s.state(), s.checkpoints(), s.lastPauseMs(), s.pauseP50Ms(), s.pauseP99Ms(), s.lagMs(), s.lostBackups());
+                stop.await(1, java.util.concurrent.TimeUnit.SECONDS);
+            }
+        } finally {
+            Files.deleteIfExists(dir.protectionFile());
+        }
+        if (VmRecord.readFrom(dir).alive()) {
+            System.out.println("protection of " + name + " stopped; the VM keeps running");
+        } else {
+            System.out.println("the primary QEMU of " + name + " is gone; the backup was told to take over");
+        }
+        return 0;
+    }
+
+    private static void writeStatus(VmRunDir dir, ProtectionStatus s) throws java.io.IOException {
+        var tmp = dir.path().resolve("protection.json.tmp");
+        MAPPER.writeValue(tmp.toFile(), s);
+        Files.move(tmp, dir.protectionFile(), StandardCopyOption.REPLACE_EXISTING, StandardCopyOption.ATOMIC_MOVE);
+    }
+
+    static InetSocketAddress parse(String hostPort) {
+        int colon = hostPort.lastIndexOf(':');
+        if (colon <= 0) {
+            throw new IllegalArgumentException("expected HOST:PORT, got '" + hostPort + "'");
+        }
+        return new InetSocketAddress(hostPort.substring(0, colon), Integer.parseInt(hostPort.substring(colon + 1)));
+    }
+}

@@ -1,0 +1,40 @@
+package dev.doppel.remus.control;
+
+import com.fasterxml.jackson.databind.ObjectMapper;
+import dev.doppel.vm.GuestDescriptor;
+import java.io.BufferedReader;
+import java.io.IOException;
+import java.io.InputStreamReader;
+import java.io.OutputStream;
+import java.net.InetSocketAddress;
+import java.net.Socket;
+import java.nio.charset.StandardCharsets;
+import java.time.Duration;
+
+/** The primary asks a backup service to protect a VM and learns where to send the replication stream. */
+public final class ControlClient {
+    private static final ObjectMapper MAPPER = new ObjectMapper();
+
+    private ControlClient() {
+    }
+
+    /** Returns the port for QEMU's replication stream; throws with the backup's reason otherwise. */
+    public static int requestProtection(InetSocketAddress control, String vm, GuestDescriptor guest, Duration timeout) throws IOException {
+        try (Socket s = new Socket()) {
+            s.connect(control, (int) timeout.toMillis());
+            s.setSoTimeout((int) timeout.toMillis());
+            OutputStream out = s.getOutputStream();
+            out.write((MAPPER.writeValueAsString(ProtectRequest.of(vm, guest)) + "\n").getBytes(StandardCharsets.UTF_8));
+            out.flush();
+            String line = new BufferedReader(new InputStreamReader(s.getInputStream(), StandardCharsets.UTF_8)).readLine();
+            if (line == null) {
+                throw new IOException("VM '" + vm + "': backup " + control + " closed the control connection without an answer");
+            }
+            ProtectReply reply = MAPPER.readValue(line, ProtectReply.class);
+            if (!"ready".equals(reply.type()) || reply.port() == null) {
+                throw new IOException("VM '" + vm + "': backup " + control + " refused protection: " + reply.reason());
+            }
+            return reply.port();
+        }
+    }
+}

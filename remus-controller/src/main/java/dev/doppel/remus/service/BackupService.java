@@ -1,0 +1,155 @@
+package dev.doppel.remus.service;
+
+import dev.doppel.remus.backup.BackupServer;
+import dev.doppel.remus.colo.EpochListener;
+import dev.doppel.remus.colo.EpochMetrics;
+import dev.doppel.remus.colo.ProtectedVm;
+import dev.doppel.remus.control.ControlServer;
+import dev.doppel.remus.control.ProtectReply;
+import dev.doppel.remus.control.ProtectRequest;
+import dev.doppel.remus.failover.BackupGuard;
+import dev.doppel.vm.GuestImage;
+import dev.doppel.vm.NicSpec;
+import dev.doppel.vm.VmLauncher;
+import dev.doppel.vm.VmRunDir;
+import dev.doppel.vm.VmSpec;
+import java.io.IOException;
+import java.net.InetSocketAddress;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.Map;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.function.Consumer;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * {@code doppel backup serve}: the backup host. A primary asks on the control port to have a VM
+ * protected; the service opens a replication port and a store for it and arms a guard that fails
+ * the VM over when its primary is lost. Several VMs at once; a VM protected again (after its
+ * backup was lost, or after a failover) gets a fresh store and guard.
+ */
+public final class BackupService implements AutoCloseable {
+    private static final Logger log = LoggerFactory.getLogger(BackupService.class);
+
+    private final VmLauncher launcher;
+    private final InetSocketAddress listen;
+    private final Duration detection;
+    private final NicSpec.Netdev nicBackend;
+    private final Consumer<String> events;
+    private final ControlServer control;
+    private final BackupServer backups;
+    private final Map<String, Protected> vms = new ConcurrentHashMap<>();
+
+    /** One protected VM's replication endpoint and guard, with its recent epochs' figures. */
+    public record Protected(String vm, BackupServer.Endpoint endpoint, BackupGuard guard, EpochWindow epochs) {
+    }
+
+    /** The last epochs' figures as the backup measured them (dirty pages, bytes, commit time). */
+    public static final class EpochWindow {
+        private final java.util.ArrayDeque<EpochMetrics> recent = new java.util.ArrayDeque<>();
+
+        synchronized void add(EpochMetrics m) {
+            recent.addLast(m);
+            if (recent.size() > 200) {
+                recent.removeFirst();
+            }
+        }
+
+        /** e.g. "epoch 812: 946 dirty pages, 3.9 MB, commit 1.8 ms (p50 of the last 200)". */
+        public synchronized String summary() {
+            if (recent.isEmpty()) {
+                return "no epoch yet";
+            }
+            long[] pages = recent.stream().mapToLong(EpochMetrics::dataPages).sorted().toArray();
+            long[] bytes = recent.stream().mapToLong(EpochMetrics::wireBytes).sorted().toArray();
+            long[] commit = recent.stream().mapToLong(EpochMetrics::commitNanos).sorted().toArray();
+            int mid = pages.length / 2;
+            return String.format("epoch %d: %d dirty pages, %.1f MB, commit %.1f ms (p50 of the last %d)",
+                    recent.getLast().epoch(), pages[mid], bytes[mid] / 1e6, commit[mid] / 1e6, pages.length);
+        }
+    }
+
+    public BackupService(VmLauncher launcher, InetSocketAddress listen, Path storeRoot, Duration detection,
+                         NicSpec.Netdev nicBackend, Consumer<String> events) throws IOException {
+        this.launcher = launcher;
+        this.listen = listen;
+        this.detection = detection;
+        this.nicBackend = nicBackend;
+        this.events = events;
+        Files.createDirectories(storeRoot);
+        this.backups = new BackupServer(storeRoot);
+        this.control = new ControlServer(listen);
+        control.onProtectRequest(this::protect);
+        events.accept("backup service listening on " + listen.getHostString() + ":" + control.port() + " (control)");
+    }
+
+    public int controlPort() {
+        return control.port();
+    }
+
+    public Map<String, Protected> protectedVms() {
+        return Map.copyOf(vms);
+    }
+
+    private synchronized ProtectReply protect(ProtectRequest req) {
+        String vm = req.vm();
+        Protected existing = vms.get(vm);
+        if (existing != null) {
+            if (existing.endpoint().sessionActive() && existing.guard().state() == BackupGuard.State.ARMED) {
+                return ProtectReply.error(vm, "already protected by an active session");
+            }
+            // The primary starts over (full synchronisation): the old store is stale or consumed.
+            retire(existing);
+        }
+        try {
+            EpochWindow window = new EpochWindow();
+            BackupServer.Endpoint endpoint = backups.listen(
+                    new ProtectedVm(vm, req.guest().machineType(), req.guest().memoryMiB() << 20, Duration.ofSeconds(30), Duration.ofSeconds(30)),
+                    new InetSocketAddress(listen.getAddress(), 0), new EpochListener() {
+                        @Override
+                        public void epochCommitted(EpochMetrics m) {
+                            window.add(m);
+                        }
+                    });
+            VmSpec spec = req.guest().toSpec(localName(vm), GuestImage.locate(), nicBackend).build();
+            BackupGuard guard = new BackupGuard(launcher, spec, endpoint, detection);
+            control.register(vm, guard::onControl);
+            guard.failover().whenComplete((f, err) -> events.accept(err == null
+                    ? String.format("VM %s FAILED OVER from epoch %d in %.0f ms (%s); running as pid %d", vm, f.epoch(), f.failoverMs(), f.cause(), f.vm().pid())
+                    : "VM " + vm + ": failover FAILED: " + err.getMessage()));
+            vms.put(vm, new Protected(vm, endpoint, guard, window));
+            events.accept("VM " + vm + " protected: replication port " + endpoint.port() + ", " + req.guest().memoryMiB() + " MiB");
+            return ProtectReply.ready(vm, endpoint.port());
+        } catch (IOException | RuntimeException e) {
+            log.warn("vm={} event=protect-refused cause=\"{}\"", vm, e.getMessage());
+            return ProtectReply.error(vm, e.getMessage());
+        }
+    }
+
+    /** The VM keeps its name on the backup host, unless this host already runs one of that name (one-machine setups). */
+    private static String localName(String vm) {
+        return Files.exists(VmRunDir.of(vm).path()) ? vm + "-bk" : vm;
+    }
+
+    private void retire(Protected p) {
+        control.unregister(p.vm());
+        p.guard().close();
+        if (p.guard().state() != BackupGuard.State.FAILED_OVER) {
+            p.endpoint().close();
+        }
+        vms.remove(p.vm());
+    }
+
+    @Override
+    public synchronized void close() {
+        control.close();
+        for (Protected p : vms.values()) {
+            p.guard().close();
+            p.endpoint().close();
+            p.guard().failover().thenAccept(f -> f.vm().close());
+        }
+        vms.clear();
+    }
+}
