@@ -30,7 +30,7 @@ public final class ProtectCommand implements Callable<Integer> {
 
     @Parameters(index = "0", description = "VM name") String name;
     @Option(names = "--backup", required = true, description = "the backup service's control address HOST:PORT") String backup;
-    @Option(names = "--interval", defaultValue = "50", description = "checkpoint interval in ms (default ${DEFAULT-VALUE})") long intervalMs;
+    @Option(names = "--interval", defaultValue = "50ms", description = "checkpoint interval, e.g. 50ms, 0.1s, 100 (ms) (default ${DEFAULT-VALUE})") String interval;
     @Option(names = "--timeout", description = "backup lost after the guest stood still this many ms (default 3 intervals, at least 300)") Long timeoutMs;
     @Option(names = "--seconds", defaultValue = "0", description = "stop after this many seconds (0 = until interrupted)") long seconds;
 
@@ -45,7 +45,7 @@ public final class ProtectCommand implements Callable<Integer> {
         }
         GuestDescriptor guest = GuestDescriptor.read(dir.guestFile());
         InetSocketAddress control = parse(backup);
-        ProtectionOptions options = ProtectionOptions.withInterval(Duration.ofMillis(intervalMs));
+        ProtectionOptions options = ProtectionOptions.withInterval(Duration.ofMillis(millis(interval)));
         if (timeoutMs != null) {
             options = new ProtectionOptions(options.interval(), Duration.ofMillis(timeoutMs), options.initialSyncTimeout(), options.reprotectDelay());
         }
@@ -81,6 +81,22 @@ public final class ProtectCommand implements Callable<Integer> {
         var tmp = dir.path().resolve("protection.json.tmp");
         MAPPER.writeValue(tmp.toFile(), s);
         Files.move(tmp, dir.protectionFile(), StandardCopyOption.REPLACE_EXISTING, StandardCopyOption.ATOMIC_MOVE);
+    }
+
+    /** "50ms", "0.05s", "50" (ms). */
+    static long millis(String text) {
+        String t = text.trim().toLowerCase(java.util.Locale.ROOT);
+        try {
+            if (t.endsWith("ms")) {
+                return Long.parseLong(t.substring(0, t.length() - 2).trim());
+            }
+            if (t.endsWith("s")) {
+                return Math.round(Double.parseDouble(t.substring(0, t.length() - 1).trim()) * 1000);
+            }
+            return Long.parseLong(t);
+        } catch (NumberFormatException e) {
+            throw new IllegalArgumentException("bad duration '" + text + "' (use e.g. 50ms or 0.1s)");
+        }
     }
 
     static InetSocketAddress parse(String hostPort) {

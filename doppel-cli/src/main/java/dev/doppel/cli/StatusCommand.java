@@ -5,9 +5,7 @@ import dev.doppel.remus.primary.ProtectionStatus;
 import dev.doppel.vm.VmRecord;
 import dev.doppel.vm.VmRunDir;
 import java.nio.file.Files;
-import java.nio.file.Path;
 import java.util.concurrent.Callable;
-import java.util.stream.Stream;
 import picocli.CommandLine.Command;
 
 /** {@code doppel status}: every VM on this host, with its protection figures when protected. */
@@ -17,27 +15,17 @@ public final class StatusCommand implements Callable<Integer> {
 
     @Override
     public Integer call() throws Exception {
-        Path vms = VmRunDir.root().resolve("vms");
         System.out.printf("%-20s %-8s %-12s %-22s %8s %9s %9s %9s %12s %6s%n", "VM", "QEMU", "PROTECTION", "BACKUP",
                 "EPOCHS", "PAUSE ms", "P50 ms", "P99 ms", "LAG ms", "LOST");
-        if (!Files.isDirectory(vms)) {
-            return 0;
-        }
-        try (Stream<Path> dirs = Files.list(vms)) {
-            for (Path p : dirs.sorted().toList()) {
-                VmRunDir dir = new VmRunDir(p);
-                if (!Files.exists(dir.specFile())) {
-                    continue;
-                }
-                VmRecord rec = VmRecord.readFrom(dir);
-                String qemu = rec.alive() ? "running" : "dead";
-                if (Files.exists(dir.protectionFile())) {
-                    ProtectionStatus s = MAPPER.readValue(dir.protectionFile().toFile(), ProtectionStatus.class);
-                    System.out.printf("%-20s %-8s %-12s %-22s %8d %9.1f %9.1f %9.1f %12d %6d%n", rec.name(), qemu, s.state(), s.backup(),
-                            s.checkpoints(), s.lastPauseMs(), s.pauseP50Ms(), s.pauseP99Ms(), s.lagMs(), s.lostBackups());
-                } else {
-                    System.out.printf("%-20s %-8s %-12s%n", rec.name(), qemu, "unprotected");
-                }
+        for (VmRunDir dir : VmRunDir.all()) {
+            VmRecord rec = VmRecord.readFrom(dir);
+            String qemu = rec.alive() ? "running" : "dead";
+            if (Files.exists(dir.protectionFile())) {
+                ProtectionStatus s = MAPPER.readValue(dir.protectionFile().toFile(), ProtectionStatus.class);
+                System.out.printf("%-20s %-8s %-12s %-22s %8d %9.1f %9.1f %9.1f %12d %6d%n", rec.name(), qemu, s.state(), s.backup(),
+                        s.checkpoints(), s.lastPauseMs(), s.pauseP50Ms(), s.pauseP99Ms(), s.lagMs(), s.lostBackups());
+            } else {
+                System.out.printf("%-20s %-8s %-12s%n", rec.name(), qemu, "unprotected");
             }
         }
         return 0;

@@ -18,7 +18,6 @@ import java.util.List;
 import java.util.Map;
 import java.util.concurrent.Callable;
 import java.util.regex.Pattern;
-import java.util.stream.Stream;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Option;
@@ -107,21 +106,11 @@ public final class VmCommand {
     static final class ListVms implements Callable<Integer> {
         @Override
         public Integer call() throws IOException {
-            Path vms = VmRunDir.root().resolve("vms");
             System.out.printf("%-20s %8s %-6s %-8s %s%n", "NAME", "PID", "ACCEL", "STATE", "RUNDIR");
-            if (!Files.isDirectory(vms)) {
-                return 0;
-            }
-            try (Stream<Path> dirs = Files.list(vms)) {
-                for (Path p : dirs.sorted().toList()) {
-                    VmRunDir dir = new VmRunDir(p);
-                    if (!Files.exists(dir.specFile())) {
-                        continue;
-                    }
-                    VmRecord rec = VmRecord.readFrom(dir);
-                    System.out.printf("%-20s %8d %-6s %-8s %s%n", rec.name(), rec.pid(), rec.accelerator(),
-                            rec.alive() ? "running" : "dead", p);
-                }
+            for (VmRunDir dir : VmRunDir.all()) {
+                VmRecord rec = VmRecord.readFrom(dir);
+                System.out.printf("%-20s %8d %-6s %-8s %s%n", rec.name(), rec.pid(), rec.accelerator(),
+                        rec.alive() ? "running" : "dead", dir.path());
             }
             return 0;
         }

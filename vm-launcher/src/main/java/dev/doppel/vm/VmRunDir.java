@@ -62,6 +62,19 @@ public record VmRunDir(Path path) {
         }
     }
 
+    /** Every VM run directory on this host that has a VM record, by name. */
+    public static java.util.List<VmRunDir> all() {
+        Path vms = root().resolve("vms");
+        if (!Files.isDirectory(vms)) {
+            return java.util.List.of();
+        }
+        try (java.util.stream.Stream<Path> dirs = Files.list(vms)) {
+            return dirs.sorted().map(VmRunDir::new).filter(d -> Files.exists(d.specFile())).toList();
+        } catch (IOException e) {
+            throw new UncheckedIOException("cannot list " + vms, e);
+        }
+    }
+
     public static VmRunDir of(String vmName) {
         return new VmRunDir(root().resolve("vms").resolve(vmName));
     }

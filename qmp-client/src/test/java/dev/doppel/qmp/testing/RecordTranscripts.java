@@ -8,7 +8,6 @@ import com.sun.jna.NativeLong;
 import dev.doppel.qmp.FileDescriptors;
 import dev.doppel.qmp.transport.Posix;
 import org.junit.jupiter.api.Test;
-import org.junit.jupiter.api.condition.EnabledIfSystemProperty;
 import org.junit.jupiter.api.io.TempDir;
 
 import java.io.IOException;
@@ -29,11 +28,12 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 /**
  * Re-records {@code src/test/resources/transcripts/*.jsonl} from a real QEMU. Not part of the normal test run:
  * <pre>
- *   cd /work/main && mvn -o -pl qmp-client test -Dtest=RecordTranscripts -Ddoppel.record=true -Dsurefire.failIfNoSpecifiedTests=false
+ *   cd /work/main && mvn -o -pl qmp-client test -Dtest=RecordTranscripts -Ddoppel.test.groups=record \
+ *       -Ddoppel.test.excludedGroups= -Dsurefire.failIfNoSpecifiedTests=false
  * </pre>
  * Sessions A: one QEMU, one connection per file, in this order; B: a second QEMU for the migration.
  */
-@EnabledIfSystemProperty(named = "doppel.record", matches = "true")
+@org.junit.jupiter.api.Tag("record")   // a tool, not a test: the default run excludes the "record" group (root pom)
 class RecordTranscripts {
 
     private static final ObjectMapper M = new ObjectMapper();

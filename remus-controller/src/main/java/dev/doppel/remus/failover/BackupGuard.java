@@ -12,8 +12,9 @@ import org.slf4j.LoggerFactory;
 
 /**
  * Watches one protected VM on the backup host and fails over when — and only when — its primary is
- * lost: the replication session has ended (or stalled) AND the primary's controller either said
- * "primary down" or has been silent on the control channel for the detection timeout. A primary that
+ * lost: the primary's controller said "primary down", or it has been silent on the control channel
+ * for the detection timeout AND the replication stream has ended or stalled (no epoch committed for
+ * that long either: a host that vanished leaves its TCP connections open and silent). A primary that
  * is alive but gave up on this backup says "stand down": the stored state is then stale and is never
  * resumed (two copies of one VM on one network would be worse than none). STALE is final for a
  * guard: when the primary protects itself again it does a full synchronisation, which gets a new
@@ -80,15 +81,23 @@ public final class BackupGuard implements AutoCloseable {
     }
 
     private void watch() {
+        long lastEpoch = -1;
+        long lastEpochChange = System.nanoTime();
         while (!closed && !failover.isDone()) {
             boolean session = endpoint.sessionActive();
-            boolean committed = endpoint.store().committedEpoch() >= 0;
+            long epoch = endpoint.store().committedEpoch();
+            boolean committed = epoch >= 0;
+            if (epoch != lastEpoch) {
+                lastEpoch = epoch;
+                lastEpochChange = System.nanoTime();
+            }
+            boolean replicationStalled = System.nanoTime() - lastEpochChange > detection.toNanos();
             if (session && committed && state == State.WAITING) {
                 state = State.ARMED;
             }
-            if (state == State.ARMED && (primaryDown || (!session && !heartbeatFresh()))) {
-                failOver(primaryDown ? "primary reported down" : "replication ended and the primary is silent for "
-                        + detection.toMillis() + " ms");
+            if (state == State.ARMED && (primaryDown || ((!session || replicationStalled) && !heartbeatFresh()))) {
+                failOver(primaryDown ? "primary reported down" : (session ? "replication stalled" : "replication ended")
+                        + " and the primary is silent for " + detection.toMillis() + " ms");
                 return;
             }
             sleep(5);

@@ -5,6 +5,7 @@ import dev.doppel.qmp.QmpClient;
 import dev.doppel.qmp.QmpEvent;
 import dev.doppel.qmp.QmpException;
 import dev.doppel.remus.control.HeartbeatSender;
+import dev.doppel.vm.Accelerator;
 import java.net.InetSocketAddress;
 import java.time.Duration;
 import java.util.List;
@@ -123,6 +124,13 @@ public final class PrimaryProtector implements AutoCloseable {
     private void startColo() {
         if (!qmp.schema().hasMigrationCapability("x-colo")) {
             throw new ProtectionException(vm, 0, "this QEMU has no x-colo migration capability");
+        }
+        // Refuse a binary with a known COLO defect before touching the guest: it would be left paused
+        // (10.0.0–10.0.6) or deadlock at the first checkpoint (TCG without patch 0002).
+        Accelerator accel = qmp.execute("query-kvm").path("enabled").asBoolean(false) ? Accelerator.KVM : Accelerator.TCG;
+        String defect = ColoSupport.problem(qmp.greeting().version(), accel);
+        if (defect != null) {
+            throw new ProtectionException(vm, 0, defect);
         }
         String status = qmp.execute("query-status").path("status").asText();
         if (!status.equals("running")) {

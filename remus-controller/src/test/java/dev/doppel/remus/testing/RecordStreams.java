@@ -29,18 +29,16 @@ import java.util.zip.GZIPOutputStream;
 import org.junit.jupiter.api.AutoClose;
 import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
-import org.junit.jupiter.api.condition.EnabledIfSystemProperty;
 
 /**
  * Records the streams the unit tests replay. Not part of a normal test run:
  * <pre>
  *   nice -n 10 mvn -o -B -pl remus-controller test -Dtest=RecordStreams \
- *       -Ddoppel.record.streams=true -Dsurefire.failIfNoSpecifiedTests=false
+ *       -Ddoppel.test.groups=record -Ddoppel.test.excludedGroups= -Dsurefire.failIfNoSpecifiedTests=false
  * </pre>
  * writes gzip'd files to {@code src/test/resources/streams/} (see the README there).
  */
-@Tag("record")
-@EnabledIfSystemProperty(named = "doppel.record.streams", matches = "true")
+@Tag("record")   // a tool, not a test: the default run excludes the "record" group (root pom)
 class RecordStreams {
     private static final Path OUT = Path.of("src/test/resources/streams");
     private static final int KEEP_MAIN_PAGES = 300;

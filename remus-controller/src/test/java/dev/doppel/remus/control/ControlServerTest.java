@@ -1,0 +1,97 @@
+package dev.doppel.remus.control;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import dev.doppel.vm.GuestDescriptor;
+import java.io.IOException;
+import java.io.OutputStream;
+import java.net.InetSocketAddress;
+import java.net.Socket;
+import java.nio.charset.StandardCharsets;
+import java.time.Duration;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.LinkedBlockingQueue;
+import java.util.concurrent.TimeUnit;
+import org.junit.jupiter.api.Test;
+
+/** The control channel over real sockets: messages routed by VM, hostile peers dropped alone. */
+class ControlServerTest {
+    private static final GuestDescriptor GUEST = new GuestDescriptor("pc-i440fx-10.0", 256, 1,
+            Map.of("doppel.run", "dirtier"), true, List.of(new GuestDescriptor.Nic("net0", "52:54:00:00:00:01")));
+
+    @Test
+    void heartbeatsReachTheirVmAndHostileLinesOnlyDropTheirConnection() throws Exception {
+        try (ControlServer server = new ControlServer(new InetSocketAddress("127.0.0.1", 0))) {
+            LinkedBlockingQueue<ControlMessage> a = new LinkedBlockingQueue<>();
+            LinkedBlockingQueue<ControlMessage> b = new LinkedBlockingQueue<>();
+            server.register("a", a::add);
+            server.register("b", b::add);
+            InetSocketAddress addr = new InetSocketAddress("127.0.0.1", server.port());
+
+            try (Socket bad = new Socket()) {
+                bad.connect(addr);
+                OutputStream out = bad.getOutputStream();
+                out.write("{\"vm\":\"a\",\"type\":\"fail-over-now\"}\n".getBytes(StandardCharsets.UTF_8));   // unknown type
+                out.write("garbage\n".getBytes(StandardCharsets.UTF_8));
+                out.flush();
+                assertEquals(-1, bad.getInputStream().read(), "a hostile connection is closed");
+            }
+            try (Socket big = new Socket()) {
+                big.connect(addr);
+                big.getOutputStream().write(new byte[ControlMessage.MAX_LINE + 10]);   // no newline, too long
+                big.getOutputStream().flush();
+                assertEquals(-1, big.getInputStream().read());
+            }
+            assertTrue(a.isEmpty(), "nothing from hostile peers may reach a VM");
+
+            try (HeartbeatSender hb = new HeartbeatSender("b", addr, Duration.ofMillis(20), () -> true, () -> 7)) {
+                ControlMessage m = b.poll(5, TimeUnit.SECONDS);
+                assertEquals(ControlMessage.HEARTBEAT, m.type());
+                assertEquals(7, m.epoch());
+                hb.standDown("test");
+                ControlMessage down = null;
+                while (down == null || !down.type().equals(ControlMessage.STAND_DOWN)) {
+                    down = b.poll(5, TimeUnit.SECONDS);
+                }
+                assertEquals("test", down.reason());
+            }
+            assertTrue(a.isEmpty());
+        }
+    }
+
+    @Test
+    void primaryDownIsSentWhenThePrimaryIsNoLongerAlive() throws Exception {
+        try (ControlServer server = new ControlServer(new InetSocketAddress("127.0.0.1", 0))) {
+            LinkedBlockingQueue<ControlMessage> q = new LinkedBlockingQueue<>();
+            server.register("vm", q::add);
+            try (HeartbeatSender hb = new HeartbeatSender("vm", new InetSocketAddress("127.0.0.1", server.port()),
+                    Duration.ofMillis(20), () -> false, () -> 3)) {
+                ControlMessage m = q.poll(5, TimeUnit.SECONDS);
+                assertEquals(ControlMessage.PRIMARY_DOWN, m.type());
+            }
+        }
+    }
+
+    @Test
+    void protectRequestsAreAnsweredAndRefusalsCarryTheReason() throws Exception {
+        try (ControlServer server = new ControlServer(new InetSocketAddress("127.0.0.1", 0))) {
+            InetSocketAddress addr = new InetSocketAddress("127.0.0.1", server.port());
+            IOException refused = assertThrows(IOException.class,
+                    () -> ControlClient.requestProtection(addr, "vm", GUEST, Duration.ofSeconds(5)));
+            assertTrue(refused.getMessage().contains("does not accept"), refused.getMessage());
+
+            server.onProtectRequest(r -> r.guest().memoryMiB() == 256 ? ProtectReply.ready(r.vm(), 4242) : ProtectReply.error(r.vm(), "no"));
+            assertEquals(4242, ControlClient.requestProtection(addr, "vm", GUEST, Duration.ofSeconds(5)));
+        }
+    }
+
+    @Test
+    void controlLinesAreValidated() {
+        assertThrows(IOException.class, () -> ControlMessage.parse("{\"vm\":\"x\"}"));
+        assertThrows(IOException.class, () -> ControlMessage.parse("{not json"));
+        assertThrows(IOException.class, () -> ControlMessage.parse("x".repeat(ControlMessage.MAX_LINE + 1)));
+    }
+}
