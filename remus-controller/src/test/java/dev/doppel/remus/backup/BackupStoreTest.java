@@ -14,7 +14,6 @@ import dev.doppel.remus.stream.RamRecordSink;
 import dev.doppel.remus.stream.StreamInput;
 import dev.doppel.remus.stream.StreamItem;
 import dev.doppel.remus.testing.RecordedSession;
-import dev.doppel.remus.testing.RecordedStreams;
 import dev.doppel.remus.testing.StoreAssertions;
 import dev.doppel.remus.testing.StoreDigest;
 import dev.doppel.remus.testing.TempStores;
@@ -42,7 +41,7 @@ class BackupStoreTest {
 
     @BeforeAll
     static void index() throws IOException {
-        rec = RecordedSession.parse(RecordedStreams.load(RecordedStreams.COLO_P2B));
+        rec = RecordedSession.coloPrimaryToBackup();
         touched = rec.touchedPages();
     }
 

@@ -35,7 +35,7 @@ class ColoSecondarySessionReplayTest {
 
     @BeforeAll
     static void index() throws IOException {
-        rec = RecordedSession.parse(RecordedStreams.load(RecordedStreams.COLO_P2B));
+        rec = RecordedSession.coloPrimaryToBackup();
         touched = rec.touchedPages();
     }
 

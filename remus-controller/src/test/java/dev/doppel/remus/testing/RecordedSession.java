@@ -22,6 +22,18 @@ import java.util.Map;
  * the store must contain.
  */
 public final class RecordedSession {
+    private static volatile RecordedSession coloSession;
+
+    /** The recorded COLO primary → backup session, parsed once per test JVM (several classes replay it). */
+    public static RecordedSession coloPrimaryToBackup() throws java.io.IOException {
+        RecordedSession r = coloSession;
+        if (r == null) {
+            r = parse(RecordedStreams.load(RecordedStreams.COLO_P2B));
+            coloSession = r;
+        }
+        return r;
+    }
+
     /** A page as the recording carries it: data, or a fill byte. */
     public record Page(int block, long offset, byte[] data, int fill) {
     }
