@@ -6,7 +6,6 @@ import dev.doppel.vm.GuestImage;
 import dev.doppel.vm.VmLauncher;
 import dev.doppel.vm.VmProcess;
 import dev.doppel.qmp.transport.UnixSocketTransport;
-import dev.doppel.vm.VmRunDir;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Path;
 import java.time.Duration;
@@ -29,13 +28,7 @@ public final class QmpBench implements Callable<Integer> {
     public Integer call() throws Exception {
         VmLauncher launcher = VmLauncher.create(accel.forced());
         String name = "bench-qmp-" + ProcessHandle.current().pid();
-        // A second QMP monitor for the baseline: bare request/reply on one thread, no client library.
-        Path rawSocket = VmRunDir.of(name).path().resolve("qmp-raw.sock");
-        var spec = VmLauncher.guestSpec(name, GuestImage.locate(), workload, Map.of())
-                .memoryMiB(memMiB)
-                .extraArgument("-chardev", "socket,id=qmpraw,path=" + rawSocket + ",server=on,wait=off",
-                        "-mon", "chardev=qmpraw,mode=control")
-                .build();
+        var spec = VmLauncher.guestSpec(name, GuestImage.locate(), workload, Map.of()).memoryMiB(memMiB).build();
         try (VmProcess vm = launcher.start(spec)) {
             System.err.println("booting guest …");
             vm.console().awaitLine(Pattern.compile("DOPPEL-READY"), Duration.ofSeconds(120));
@@ -54,7 +47,11 @@ public final class QmpBench implements Callable<Integer> {
             }
             double elapsed = (System.nanoTime() - start) / 1e9;
             Percentiles p = new Percentiles(rtt, n);
-            Percentiles raw = rawRoundTrips(rawSocket, seconds);
+            // Baseline on the same monitor, same QEMU, right after: bare request/reply on one thread,
+            // no client library. (QEMU serves one client per socket, so the client disconnects first.)
+            qmp.close();
+            Percentiles raw = rawRoundTrips(vm.runDir().qmpSocket(), seconds);
+            vm.kill();
             new BenchReport("QMP round trips (query-status, sequential, one connection)")
                     .note("accelerator", launcher.accelerator())
                     .note("qemu", launcher.qemu().version())
