@@ -142,6 +142,33 @@ class RemusFailoverIntegrationTest {
         }
     }
 
+    @Test
+    void primaryHostVanishingIsDetectedBySilenceAndFailedOver() throws Exception {
+        try (RemusHarness h = new RemusHarness(tmp.resolve("hostloss"))) {
+            h.startPrimary(16, 20000);
+            h.startBackup(DETECTION);
+            // Heartbeats travel the primary host's link, as they would from a controller on that host.
+            h.protect(ProtectionOptions.withInterval(INTERVAL), h.controlRelayThroughPrimaryHost(17000));
+            Thread.sleep(3000);
+            long writesBefore = lastWrites(h.primary.console());
+
+            long t0 = System.nanoTime();
+            h.primaryHost.ip("link", "set", "eth0", "down");   // the primary host drops off the network
+            BackupGuard.Failover f = h.guard.failover().get(30, TimeUnit.SECONDS);
+            long ms = (System.nanoTime() - t0) / 1_000_000;
+            h.own(f.vm());
+            log.info("host loss: failover {} ms after the link went down (detection {} ms), cause: {}", ms, DETECTION.toMillis(), f.cause());
+            assertTrue(f.cause().contains("silent"), f.cause());
+            assertTrue(ms >= DETECTION.toMillis(), "failed over before the detection timeout: " + ms + " ms");
+            assertTrue(ms < DETECTION.toMillis() + 3000, "failover took " + ms + " ms after the link went down");
+            Matcher first = f.vm().console().awaitMatch(RemusHarness.DIRTIER, 0, Duration.ofSeconds(30));
+            assertTrue(Long.parseLong(first.group(1)) >= writesBefore, "resumed from before the last seen state");
+            assertCleanFor(f.vm(), 15);
+            // A partitioned primary keeps running unprotected (Remus assumes fail-stop hosts;
+            // fencing the old primary is the operator's or the platform's job).
+        }
+    }
+
     private static long lastWrites(ConsoleLog console) {
         long last = -1;
         for (String l : console.tail(50)) {

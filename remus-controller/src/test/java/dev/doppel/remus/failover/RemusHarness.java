@@ -39,6 +39,8 @@ final class RemusHarness implements AutoCloseable {
     final String name;
     final NetNamespace primaryHost;
     final String hostSideIp;
+    /** The primary host's own address (inside its namespace). */
+    final String primaryIp;
     final BackupServer backupServer;
     final ControlServer control;
     final FreezableProxy proxy;
@@ -62,7 +64,8 @@ final class RemusHarness implements AutoCloseable {
         HostCommand.run("ip", "link", "add", vethHostSide, "type", "veth", "peer", "name", "eth0", "netns", primaryHost.name());
         HostCommand.run("ip", "addr", "add", hostSideIp + "/24", "dev", vethHostSide);
         HostCommand.run("ip", "link", "set", vethHostSide, "up");
-        primaryHost.address("eth0", "10.81." + (net % 250) + ".2/24");
+        primaryIp = "10.81." + (net % 250) + ".2";
+        primaryHost.address("eth0", primaryIp + "/24");
         backupServer = new BackupServer(storeRoot);
         control = new ControlServer(new InetSocketAddress(hostSideIp, 0));
         proxy = new FreezableProxy(new InetSocketAddress(hostSideIp, 0), new InetSocketAddress("127.0.0.1", 1));
@@ -95,9 +98,38 @@ final class RemusHarness implements AutoCloseable {
     }
 
     void protect(ProtectionOptions options) {
+        protect(options, new InetSocketAddress(hostSideIp, control.port()));
+    }
+
+    /** Protection whose control channel (heartbeats) goes to {@code controlPath}. */
+    void protect(ProtectionOptions options, InetSocketAddress controlPath) {
         protector = new PrimaryProtector(name, primary.qmp(), new InetSocketAddress(hostSideIp, proxy.port()),
-                new InetSocketAddress(hostSideIp, control.port()), options, line -> log.info("progress: {}", line));
+                controlPath, options, line -> log.info("progress: {}", line));
         protector.protect();
+    }
+
+    /**
+     * A relay inside the primary host (its namespace) to the backup's control port, so that the
+     * controller's heartbeats travel the primary host's own link and die with it, as they would if
+     * the controller ran on that host. Returns the address to send heartbeats to.
+     */
+    InetSocketAddress controlRelayThroughPrimaryHost(int port) throws Exception {
+        Process relay = new ProcessBuilder("ip", "netns", "exec", primaryHost.name(), "socat",
+                "TCP-LISTEN:" + port + ",bind=" + primaryIp + ",reuseaddr,fork", "TCP:" + hostSideIp + ":" + control.port())
+                .redirectErrorStream(true).redirectOutput(ProcessBuilder.Redirect.DISCARD).start();
+        own(() -> {
+            relay.destroyForcibly();
+            relay.waitFor();
+        });
+        for (int i = 0; i < 100; i++) {
+            try (java.net.Socket s = new java.net.Socket()) {
+                s.connect(new InetSocketAddress(primaryIp, port), 200);
+                return new InetSocketAddress(primaryIp, port);
+            } catch (java.io.IOException e) {
+                Thread.sleep(20);
+            }
+        }
+        throw new IllegalStateException("control relay in " + primaryHost.name() + " did not come up");
     }
 
     void own(AutoCloseable c) {
