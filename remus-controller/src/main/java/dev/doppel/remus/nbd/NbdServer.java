@@ -1,0 +1,123 @@
+package dev.doppel.remus.nbd;
+
+import java.io.Closeable;
+import java.io.IOException;
+import java.net.InetSocketAddress;
+import java.net.ServerSocket;
+import java.net.Socket;
+import java.net.SocketException;
+import java.util.Set;
+import java.util.concurrent.ConcurrentHashMap;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * An NBD server with one export, an {@link EpochDisk}, that the COLO primary's {@code quorum} child or
+ * {@code blockdev-mirror} connects to.
+ *
+ * <p>Blocking threads, one accept thread plus one per connection, rather than a Vert.x server: the
+ * primary opens one connection per export, the protocol is strictly request/reply per connection here
+ * (we answer in order), and every request touches the disk (a blocking FileChannel read, or a commit
+ * holding the disk's lock), which on an event loop would need executeBlocking and re-ordering of
+ * replies. A thread reading a socket is the simplest correct shape for that, and costs nothing at one
+ * or two connections.
+ */
+public final class NbdServer implements Closeable {
+    private static final Logger log = LoggerFactory.getLogger(NbdServer.class);
+
+    private final String exportName;
+    private final EpochDisk disk;
+    private final ServerSocket serverSocket;
+    private final Thread acceptThread;
+    private final Set<NbdConnection> connections = ConcurrentHashMap.newKeySet();
+    private volatile boolean closed;
+
+    private NbdServer(String exportName, EpochDisk disk, ServerSocket serverSocket) {
+        this.exportName = exportName;
+        this.disk = disk;
+        this.serverSocket = serverSocket;
+        this.acceptThread = new Thread(this::acceptLoop, "nbd-accept-" + exportName);
+        this.acceptThread.setDaemon(true);
+    }
+
+    /**
+     * Binds {@code address} (port 0 picks a free port) and starts accepting.
+     *
+     * @throws IOException if the address cannot be bound
+     */
+    public static NbdServer start(String exportName, EpochDisk disk, InetSocketAddress address)
+            throws IOException {
+        ServerSocket ss = new ServerSocket();
+        try {
+            ss.setReuseAddress(true);
+            ss.bind(address);
+        } catch (IOException e) {
+            ss.close();
+            throw new IOException("NBD export '" + exportName + "': cannot listen on " + address, e);
+        }
+        NbdServer server = new NbdServer(exportName, disk, ss);
+        server.acceptThread.start();
+        log.info("NBD export '{}' ({} bytes, {}) listening on {}", exportName, disk.size(), disk.image(),
+                ss.getLocalSocketAddress());
+        return server;
+    }
+
+    public InetSocketAddress address() {
+        return (InetSocketAddress) serverSocket.getLocalSocketAddress();
+    }
+
+    public String exportName() {
+        return exportName;
+    }
+
+    public EpochDisk disk() {
+        return disk;
+    }
+
+    public int connectionCount() {
+        return connections.size();
+    }
+
+    private void acceptLoop() {
+        while (!closed) {
+            Socket s;
+            try {
+                s = serverSocket.accept();
+            } catch (SocketException e) {
+                if (!closed) {
+                    log.error("NBD export '{}': accept failed, no longer serving", exportName, e);
+                }
+                return;
+            } catch (IOException e) {
+                log.warn("NBD export '{}': accept failed: {}", exportName, e.toString());
+                continue;
+            }
+            NbdConnection c = new NbdConnection(exportName, disk, s);
+            connections.add(c);
+            Thread t = new Thread(() -> {
+                try {
+                    c.run();
+                } finally {
+                    connections.remove(c);
+                }
+            }, "nbd-conn-" + exportName + "-" + s.getRemoteSocketAddress());
+            t.setDaemon(true);
+            t.start();
+        }
+    }
+
+    /** Stops accepting and closes every connection; does not close the disk (its owner does). */
+    @Override
+    public void close() throws IOException {
+        closed = true;
+        serverSocket.close();
+        for (NbdConnection c : connections) {
+            c.close();
+        }
+        try {
+            acceptThread.join(2000);
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+        }
+    }
+}

@@ -1,0 +1,97 @@
+package dev.doppel.remus.nbd;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.Arrays;
+import java.util.Random;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+class NbdEpochDiskTest {
+    @TempDir
+    Path dir;
+
+    private Path image(int size) throws IOException {
+        byte[] base = new byte[size];
+        new Random(7).nextBytes(base);
+        return Files.write(dir.resolve("disk.img"), base);
+    }
+
+    private static byte[] readAll(EpochDisk d) throws IOException {
+        byte[] b = new byte[(int) d.size()];
+        d.read(0, b, 0, b.length);
+        return b;
+    }
+
+    @Test
+    void randomWritesMatchAModelAndReachTheImageOnlyOnCommit() throws IOException {
+        int size = 64 * 1024 + 1000;             // last block partial
+        Path img = image(size);
+        byte[] model = Files.readAllBytes(img);
+        byte[] before = model.clone();
+        Random r = new Random(42);
+        try (EpochDisk d = EpochDisk.openRaw(img)) {
+            for (int i = 0; i < 300; i++) {
+                int off = r.nextInt(size);
+                int len = Math.min(size - off, 1 + r.nextInt(9000));
+                if (r.nextInt(4) == 0) {
+                    d.writeZeroes(off, len);
+                    Arrays.fill(model, off, off + len, (byte) 0);
+                } else {
+                    byte[] data = new byte[len];
+                    r.nextBytes(data);
+                    d.write(off, data, 0, len);
+                    System.arraycopy(data, 0, model, off, len);
+                }
+            }
+            assertArrayEquals(model, readAll(d));
+            assertArrayEquals(before, Files.readAllBytes(img));
+            assertEquals(300, d.stats().writesHeld());
+            d.commit();
+            assertArrayEquals(model, Files.readAllBytes(img));
+            assertEquals(new EpochDisk.Stats(0, 0, 1, 0), d.stats());
+        }
+    }
+
+    @Test
+    void discardKeepsTheCommittedEpoch() throws IOException {
+        Path img = image(16384);
+        byte[] before = Files.readAllBytes(img);
+        try (EpochDisk d = EpochDisk.openRaw(img)) {
+            d.write(100, new byte[5000], 0, 5000);
+            assertEquals(2 * EpochDisk.BLOCK, d.stats().bytesHeld());
+            d.discard();
+            assertArrayEquals(before, readAll(d));
+            d.commit();
+            assertArrayEquals(before, Files.readAllBytes(img));
+            assertEquals(1, d.stats().discards());
+        }
+    }
+
+    @Test
+    void zeroBlockIsCopiedBeforeAPartialWrite() throws IOException {
+        Path img = image(3 * EpochDisk.BLOCK);
+        try (EpochDisk d = EpochDisk.openRaw(img)) {
+            d.writeZeroes(0, 3 * EpochDisk.BLOCK);
+            d.write(10, new byte[] {1, 2, 3}, 0, 3);
+            byte[] all = readAll(d);
+            assertEquals(1, all[10]);
+            assertEquals(0, all[EpochDisk.BLOCK + 10]);   // the other zero blocks were not touched
+            assertEquals(0, all[2 * EpochDisk.BLOCK + 10]);
+        }
+    }
+
+    @Test
+    void outOfRangeIsRejected() throws IOException {
+        try (EpochDisk d = EpochDisk.openRaw(image(4096))) {
+            assertThrows(IllegalArgumentException.class, () -> d.write(4000, new byte[200], 0, 200));
+            assertThrows(IllegalArgumentException.class, () -> d.read(-1, new byte[1], 0, 1));
+            assertThrows(IllegalArgumentException.class, () -> d.writeZeroes(Long.MAX_VALUE, 2));
+        }
+    }
+}
