@@ -77,35 +77,21 @@ public final class EpochDisk implements Closeable {
     /** Reads the newest data (held writes first, then the image) into {@code dst}. */
     public synchronized void read(long offset, byte[] dst, int dstOff, int length) throws IOException {
         checkRange("read", offset, length);
-        int done = 0;
-        while (done < length) {
-            long pos = offset + done;
-            long blockIndex = pos / BLOCK;
-            int inBlock = (int) (pos % BLOCK);
-            int n = Math.min(BLOCK - inBlock, length - done);
+        forEachSpan(offset, length, (blockIndex, inBlock, n, done) -> {
             byte[] b = held.get(blockIndex);
             if (b != null) {
-                System.arraycopy(b, inBlock, dst, dstOff + done, n);
+                System.arraycopy(b, inBlock, dst, dstOff + (int) done, n);
             } else {
-                readImage(pos, dst, dstOff + done, n);
+                readImage(offset + done, dst, dstOff + (int) done, n);
             }
-            done += n;
-        }
+        });
     }
 
     /** Holds a write of the open epoch. */
     public synchronized void write(long offset, byte[] src, int srcOff, int length) throws IOException {
         checkRange("write", offset, length);
-        int done = 0;
-        while (done < length) {
-            long pos = offset + done;
-            long blockIndex = pos / BLOCK;
-            int inBlock = (int) (pos % BLOCK);
-            int n = Math.min(BLOCK - inBlock, length - done);
-            byte[] b = writableBlock(blockIndex, inBlock == 0 && n == BLOCK);
-            System.arraycopy(src, srcOff + done, b, inBlock, n);
-            done += n;
-        }
+        forEachSpan(offset, length, (blockIndex, inBlock, n, done) ->
+                System.arraycopy(src, srcOff + (int) done, writableBlock(blockIndex, inBlock == 0 && n == BLOCK), inBlock, n));
         writesHeld++;
     }
 
@@ -115,20 +101,38 @@ public final class EpochDisk implements Closeable {
      */
     public synchronized void writeZeroes(long offset, long length) throws IOException {
         checkRange("write-zeroes", offset, length);
-        long done = 0;
-        while (done < length) {
-            long pos = offset + done;
-            long blockIndex = pos / BLOCK;
-            int inBlock = (int) (pos % BLOCK);
-            int n = (int) Math.min(BLOCK - inBlock, length - done);
+        forEachSpan(offset, length, (blockIndex, inBlock, n, done) -> {
             if (inBlock == 0 && n == BLOCK) {
                 held.put(blockIndex, ZERO_BLOCK);
             } else {
                 Arrays.fill(writableBlock(blockIndex, false), inBlock, inBlock + n, (byte) 0);
             }
+        });
+        writesHeld++;
+    }
+
+    /** The part of one 4 KiB block that a request covers. */
+    @FunctionalInterface
+    private interface BlockSpan {
+        /**
+         * @param blockIndex the block
+         * @param inBlock    first byte inside the block
+         * @param n          bytes covered in this block
+         * @param done       bytes of the request before this span
+         */
+        void apply(long blockIndex, int inBlock, int n, long done) throws IOException;
+    }
+
+    /** Splits [offset, offset+length) at block boundaries, in order. */
+    private static void forEachSpan(long offset, long length, BlockSpan span) throws IOException {
+        long done = 0;
+        while (done < length) {
+            long pos = offset + done;
+            int inBlock = (int) (pos % BLOCK);
+            int n = (int) Math.min(BLOCK - inBlock, length - done);
+            span.apply(pos / BLOCK, inBlock, n, done);
             done += n;
         }
-        writesHeld++;
     }
 
     /**

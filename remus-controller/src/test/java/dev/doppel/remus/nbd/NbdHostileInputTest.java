@@ -6,39 +6,29 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import java.io.IOException;
-import java.net.InetSocketAddress;
 import java.nio.ByteBuffer;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.Arrays;
-import java.util.Random;
 import org.junit.jupiter.api.AfterEach;
-import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
-import org.junit.jupiter.api.io.TempDir;
 
 /**
  * Malformed and out-of-range input from a raw socket. After each case the image is byte-identical to
  * before and a fresh qemu-io client still works.
  */
-class NbdHostileInputTest {
+class NbdHostileInputTest extends NbdServerFixture {
     static final int SIZE = 1024 * 1024;
 
-    @TempDir
-    Path dir;
-    Path image;
-    byte[] base;
-    EpochDisk disk;
-    NbdServer server;
+    @Override
+    int size() {
+        return SIZE;
+    }
 
-    @BeforeEach
-    void start() throws IOException {
-        base = new byte[SIZE];
-        new Random(3).nextBytes(base);
-        image = Files.write(dir.resolve("backup.img"), base);
-        disk = EpochDisk.openRaw(image);
-        server = NbdServer.start("disk0", disk, new InetSocketAddress("127.0.0.1", 0));
+    @Override
+    long seed() {
+        return 3;
     }
 
     @AfterEach

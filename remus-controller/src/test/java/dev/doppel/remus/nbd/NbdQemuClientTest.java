@@ -5,37 +5,27 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import java.io.IOException;
-import java.net.InetSocketAddress;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.Arrays;
 import java.util.List;
-import java.util.Random;
 import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicReference;
 import org.junit.jupiter.api.AfterEach;
-import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
-import org.junit.jupiter.api.io.TempDir;
 
 /** QEMU's own NBD client (qemu-io, qemu-img) against NbdServer + EpochDisk. */
-class NbdQemuClientTest {
+class NbdQemuClientTest extends NbdServerFixture {
     static final int SIZE = 4 * 1024 * 1024;
 
-    @TempDir
-    Path dir;
-    Path image;
-    byte[] base;
-    EpochDisk disk;
-    NbdServer server;
+    @Override
+    int size() {
+        return SIZE;
+    }
 
-    @BeforeEach
-    void start() throws IOException {
-        base = new byte[SIZE];
-        new Random(1).nextBytes(base);
-        image = Files.write(dir.resolve("backup.img"), base);
-        disk = EpochDisk.openRaw(image);
-        server = NbdServer.start("disk0", disk, new InetSocketAddress("127.0.0.1", 0));
+    @Override
+    long seed() {
+        return 1;
     }
 
     @AfterEach
