@@ -115,9 +115,7 @@ class NbdQemuClientTest extends NbdServerFixture {
         io("write -P 0x5a 1M 64k");
         disk.discard();
         assertImageIs(base);
-        Path copy = Files.write(dir.resolve("base-copy.img"), base);
-        QemuTools.Result r = QemuTools.run(List.of("qemu-img", "compare", "-f", "raw", "-F", "raw",
-                copy.toString(), QemuTools.url(server)));
+        QemuTools.Result r = compareExportWith(base, "base-copy.img");
         assertEquals(0, r.exitCode(), r.output());
     }
 
@@ -142,18 +140,14 @@ class NbdQemuClientTest extends NbdServerFixture {
         disk.commit();
         assertImageIs(model);
         // and QEMU reads back the model exactly
-        Path modelFile = Files.write(dir.resolve("model.img"), model);
-        QemuTools.Result r = QemuTools.run(List.of("qemu-img", "compare", "-f", "raw", "-F", "raw",
-                modelFile.toString(), QemuTools.url(server)));
+        QemuTools.Result r = compareExportWith(model, "model.img");
         assertEquals(0, r.exitCode(), r.output());
     }
 
     @Test
     void qemuImgSeesHeldWritesAndCopiesTheCommittedDisk() throws Exception {
         io("write -P 0x5a 2M 8k");
-        Path copy = Files.write(dir.resolve("base-copy.img"), base);
-        QemuTools.Result differ = QemuTools.run(List.of("qemu-img", "compare", "-f", "raw", "-F", "raw",
-                copy.toString(), QemuTools.url(server)));
+        QemuTools.Result differ = compareExportWith(base, "base-copy.img");
         assertEquals(1, differ.exitCode(), differ.output());   // 1 = images differ
 
         disk.commit();
@@ -166,5 +160,11 @@ class NbdQemuClientTest extends NbdServerFixture {
                 QemuTools.url(server), out.toString()));
         assertEquals(0, conv.exitCode(), conv.output());
         assertArrayEquals(Files.readAllBytes(image), Files.readAllBytes(out));
+    }
+
+    /** {@code qemu-img compare} of a raw file holding {@code contents} with the NBD export: 0 equal, 1 differ. */
+    private QemuTools.Result compareExportWith(byte[] contents, String fileName) throws Exception {
+        Path file = Files.write(dir.resolve(fileName), contents);
+        return QemuTools.run(List.of("qemu-img", "compare", "-f", "raw", "-F", "raw", file.toString(), QemuTools.url(server)));
     }
 }
