@@ -25,6 +25,11 @@ public record GuestImage(Path directory) {
         return image;
     }
 
+    /** A static program built with the guest that also runs on the host (e.g. {@code kvdump}). */
+    public Path hostTool(String name) {
+        return directory.resolve("bin").resolve(name);
+    }
+
     public Path kernel() {
         return directory.resolve("vmlinuz");
     }

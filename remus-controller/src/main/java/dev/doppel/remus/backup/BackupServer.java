@@ -1,14 +1,18 @@
 package dev.doppel.remus.backup;
 
+import dev.doppel.hostnet.HostSockets;
 import dev.doppel.remus.colo.ColoSecondarySession;
+import dev.doppel.remus.colo.DiskEpochs;
 import dev.doppel.remus.colo.ColoSessionException;
 import dev.doppel.remus.colo.EpochListener;
 import dev.doppel.remus.colo.ProtectedVm;
+import dev.doppel.remus.nbd.ReplicatedDisks;
 import java.io.IOException;
 import java.net.InetSocketAddress;
 import java.net.ServerSocket;
 import java.net.Socket;
 import java.nio.file.Path;
+import java.util.List;
 import java.util.Map;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.atomic.AtomicBoolean;
@@ -29,11 +33,22 @@ public final class BackupServer implements AutoCloseable {
     private static final Logger log = LoggerFactory.getLogger(BackupServer.class);
 
     private final Path storeRoot;
+    private final HostSockets host;
     private final Map<String, Endpoint> endpoints = new ConcurrentHashMap<>();
 
     /** {@code storeRoot}: a tmpfs directory; each VM gets {@code storeRoot/<vm name>}. */
     public BackupServer(Path storeRoot) {
+        this(storeRoot, HostSockets.LOCAL);
+    }
+
+    /** A backup server whose ports are on {@code host}'s network. */
+    public BackupServer(Path storeRoot, HostSockets host) {
         this.storeRoot = storeRoot;
+        this.host = host;
+    }
+
+    public HostSockets host() {
+        return host;
     }
 
     /** Listens for {@code vmName}'s primary on all interfaces; {@code port} 0 picks a free port. */
@@ -43,20 +58,33 @@ public final class BackupServer implements AutoCloseable {
 
     /** Listens for {@code vm}'s primary on {@code address}; events of its sessions go to {@code listener}. */
     public Endpoint listen(ProtectedVm vm, InetSocketAddress address, EpochListener listener) throws IOException {
+        return listen(vm, address, listener, List.of());
+    }
+
+    /**
+     * Listens for {@code vm}'s primary on {@code address} and exports {@code disks} over NBD on the
+     * same address (a port each) for the primary's disk replication.
+     */
+    public Endpoint listen(ProtectedVm vm, InetSocketAddress address, EpochListener listener,
+                           List<ReplicatedDisks.Request> disks) throws IOException {
         if (endpoints.containsKey(vm.name())) {
             throw new IllegalStateException("VM '" + vm.name() + "' already has a backup endpoint");
         }
         BackupStore store = BackupStore.open(storeRoot.resolve(vm.name()), vm.name());
-        ServerSocket server = new ServerSocket();
+        ServerSocket server;
+        ReplicatedDisks replicated = null;
         try {
-            server.setReuseAddress(true);
-            server.bind(address, 1);
+            replicated = disks.isEmpty() ? null
+                    : ReplicatedDisks.create(vm.name(), storeRoot.resolve(vm.name() + "-disks"), disks, address.getAddress(), host);
+            server = host.listen(address, 1);
         } catch (IOException e) {
-            server.close();
+            if (replicated != null) {
+                replicated.close();
+            }
             store.close();
             throw new IOException("VM '" + vm.name() + "': cannot listen on " + address + ": " + e.getMessage(), e);
         }
-        Endpoint ep = new Endpoint(vm, store, server, listener);
+        Endpoint ep = new Endpoint(vm, store, server, listener, replicated);
         if (endpoints.putIfAbsent(vm.name(), ep) != null) {
             ep.close();
             throw new IllegalStateException("VM '" + vm.name() + "' already has a backup endpoint");
@@ -83,16 +111,19 @@ public final class BackupServer implements AutoCloseable {
         private final BackupStore store;
         private final ServerSocket server;
         private final EpochListener listener;
+        private final ReplicatedDisks disks;
         private final Thread acceptor;
         private final AtomicBoolean sessionActive = new AtomicBoolean();
         private volatile Socket current;
         private volatile Throwable lastFailure;
 
-        private Endpoint(ProtectedVm vm, BackupStore store, ServerSocket server, EpochListener listener) {
+        private Endpoint(ProtectedVm vm, BackupStore store, ServerSocket server, EpochListener listener,
+                         ReplicatedDisks disks) {
             this.vm = vm;
             this.store = store;
             this.server = server;
             this.listener = listener;
+            this.disks = disks;
             this.acceptor = new Thread(this::acceptLoop, "backup-accept-" + vm.name());
             acceptor.setDaemon(true);
         }
@@ -107,6 +138,16 @@ public final class BackupServer implements AutoCloseable {
 
         public BackupStore store() {
             return store;
+        }
+
+        /** The VM's replicated disks, or null if it has none. */
+        public ReplicatedDisks disks() {
+            return disks;
+        }
+
+        /** Why this endpoint's state must not be resumed (a disk is stale), or null. */
+        public String staleReason() {
+            return disks == null ? null : disks.staleReason();
         }
 
         /** The failure that ended the last session, or null. */
@@ -146,7 +187,7 @@ public final class BackupServer implements AutoCloseable {
         private void runSession(Socket s) {
             log.info("vm={} event=primary-connected peer={}", vm.name(), s.getRemoteSocketAddress());
             try (s) {
-                new ColoSecondarySession(vm, store, listener).run(s);
+                new ColoSecondarySession(vm, store, listener, disks == null ? DiskEpochs.NONE : disks).run(s);
                 lastFailure = null;
             } catch (ColoSessionException e) {
                 lastFailure = e;
@@ -167,6 +208,9 @@ public final class BackupServer implements AutoCloseable {
             Socket s = current;
             if (s != null) {
                 closeQuietly(s);
+            }
+            if (disks != null) {
+                disks.close();
             }
             store.close();
         }

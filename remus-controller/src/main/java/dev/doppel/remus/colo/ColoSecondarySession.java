@@ -46,6 +46,7 @@ public final class ColoSecondarySession {
     private final ProtectedVm vm;
     private final BackupStore store;
     private final EpochListener listener;
+    private final DiskEpochs disks;
     private long epoch;            // the epoch being received
     private String step = "connecting";
 
@@ -57,9 +58,15 @@ public final class ColoSecondarySession {
     }
 
     public ColoSecondarySession(ProtectedVm vm, BackupStore store, EpochListener listener) {
+        this(vm, store, listener, DiskEpochs.NONE);
+    }
+
+    /** A session whose epochs also commit the VM's replicated disks. */
+    public ColoSecondarySession(ProtectedVm vm, BackupStore store, EpochListener listener, DiskEpochs disks) {
         this.vm = vm;
         this.store = store;
         this.listener = listener;
+        this.disks = disks;
     }
 
     /** The last committed epoch (-1 before the initial stream is committed). */
@@ -121,6 +128,8 @@ public final class ColoSecondarySession {
             ColoSessionException f = fail(e);
             listener.sessionEnded(epoch - 1, f);
             throw f;
+        } finally {
+            disks.sessionEnded();
         }
     }
 
@@ -190,6 +199,8 @@ public final class ColoSecondarySession {
         long t1 = System.nanoTime();
         step = "committing the initial state";
         store.commitInitial(sink.load, ramStart.sectionId(), ramStart.instanceId(), ramStart.version(), devices.toByteArray(), vmdesc);
+        step = "starting disk epochs";
+        disks.initialStateCommitted();
         long t2 = System.nanoTime();
         step = "sending CHECKPOINT_READY";
         ColoMessageCodec.write(out, ColoMessage.CHECKPOINT_READY);
@@ -251,6 +262,8 @@ public final class ColoSecondarySession {
         ColoMessageCodec.write(out, ColoMessage.CHECKPOINT_REPLY);
         step = "reading VMSTATE_SEND";
         ColoMessageCodec.expect(in, ColoMessage.VMSTATE_SEND);
+        // The guest is stopped and its I/O drained: this epoch's disk writes are all here.
+        disks.epochClosed(epoch);
 
         step = "reading the checkpoint's RAM";
         staging.reset();
@@ -288,9 +301,13 @@ public final class ColoSecondarySession {
 
         step = "sending VMSTATE_RECEIVED";
         ColoMessageCodec.write(out, ColoMessage.VMSTATE_RECEIVED);
+        step = "checking the disks' epoch";
+        disks.checkEpoch(epoch);
         step = "committing";
         // Durable at the commit point; the pages reach the memory files while the primary runs.
         BackupStore.CommitStats stats = store.commitAndApplyLater(epoch, staging, deviceState);
+        step = "committing the disks";
+        disks.commitEpoch(epoch);
         long t2 = System.nanoTime();
         listener.beforeRelease(epoch);
         step = "sending VMSTATE_LOADED";

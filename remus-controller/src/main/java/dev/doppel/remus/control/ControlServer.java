@@ -1,5 +1,6 @@
 package dev.doppel.remus.control;
 
+import dev.doppel.hostnet.HostSockets;
 import java.io.BufferedReader;
 import java.io.IOException;
 import java.io.InputStreamReader;
@@ -28,9 +29,12 @@ public final class ControlServer implements AutoCloseable {
             r -> ProtectReply.error(r.vm(), "this backup service does not accept new VMs");
 
     public ControlServer(InetSocketAddress address) throws IOException {
-        server = new ServerSocket();
-        server.setReuseAddress(true);
-        server.bind(address);
+        this(address, HostSockets.LOCAL);
+    }
+
+    /** A control server listening on {@code host}'s network. */
+    public ControlServer(InetSocketAddress address, HostSockets host) throws IOException {
+        server = host.listen(address, 50);
         Thread t = new Thread(this::acceptLoop, "control-accept");
         t.setDaemon(true);
         t.start();

@@ -1,5 +1,6 @@
 package dev.doppel.remus.control;
 
+import dev.doppel.hostnet.HostSockets;
 import java.io.IOException;
 import java.io.OutputStream;
 import java.net.InetSocketAddress;
@@ -28,12 +29,20 @@ public final class HeartbeatSender implements AutoCloseable {
     private final InetSocketAddress backup;
     private final BooleanSupplier primaryAlive;
     private final LongSupplier epoch;
+    private final HostSockets host;
     private final ScheduledExecutorService timer;
     private Socket socket;
     private OutputStream out;
     private boolean downSent;
 
     public HeartbeatSender(String vm, InetSocketAddress backup, Duration period, BooleanSupplier primaryAlive, LongSupplier epoch) {
+        this(vm, backup, period, primaryAlive, epoch, HostSockets.LOCAL);
+    }
+
+    /** A sender whose connection leaves through {@code host}'s network (it dies with that host's link). */
+    public HeartbeatSender(String vm, InetSocketAddress backup, Duration period, BooleanSupplier primaryAlive, LongSupplier epoch,
+                           HostSockets host) {
+        this.host = host;
         this.vm = vm;
         this.backup = backup;
         this.primaryAlive = primaryAlive;
@@ -74,9 +83,8 @@ public final class HeartbeatSender implements AutoCloseable {
         for (int attempt = 0; attempt < 2; attempt++) {
             try {
                 if (out == null) {
-                    socket = new Socket();
+                    socket = host.connect(backup, Duration.ofMillis(500));
                     socket.setTcpNoDelay(true);
-                    socket.connect(backup, 500);
                     out = socket.getOutputStream();
                 }
                 out.write(line);

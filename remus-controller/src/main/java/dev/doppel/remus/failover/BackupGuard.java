@@ -111,11 +111,25 @@ public final class BackupGuard implements AutoCloseable {
     private void failOver(String cause) {
         long detected = System.nanoTime();
         long epoch = endpoint.store().committedEpoch();
+        String stale = endpoint.staleReason();
+        if (stale != null) {
+            state = State.STALE;
+            log.error("vm={} epoch={} event=failover-refused cause=\"{}\" stale=\"{}\"", spec.name(), epoch, cause, stale);
+            failover.completeExceptionally(new IllegalStateException("VM '" + spec.name() + "' epoch " + epoch
+                    + ": not failing over, the backup is stale: " + stale));
+            return;
+        }
         log.warn("vm={} epoch={} event=failover-start cause=\"{}\"", spec.name(), epoch, cause);
         try {
             // A session still tearing down cannot commit any more (its primary is gone): the store's
-            // committed epoch is final. Stop listening only once the VM runs from it.
-            Restore.Restored r = Restore.start(launcher, spec, endpoint.store(), Duration.ofSeconds(30));
+            // committed epoch is final. The disks stop taking writes (a late write from a dying
+            // primary belongs to an uncommitted epoch); listening stops once the VM runs.
+            VmSpec restoreSpec = spec;
+            if (endpoint.disks() != null) {
+                endpoint.disks().stopServing();
+                restoreSpec = withDisks(spec, endpoint.disks().images());
+            }
+            Restore.Restored r = Restore.start(launcher, restoreSpec, endpoint.store(), Duration.ofSeconds(30));
             endpoint.close();
             double ms = (System.nanoTime() - detected) / 1e6;
             state = State.FAILED_OVER;
@@ -127,6 +141,20 @@ public final class BackupGuard implements AutoCloseable {
             log.error("vm={} epoch={} event=failover-failed cause=\"{}\"", spec.name(), epoch, e.getMessage());
             failover.completeExceptionally(e);
         }
+    }
+
+    /** The spec with each replicated disk's image replaced by the backup's copy (same node, same slot). */
+    static VmSpec withDisks(VmSpec spec, java.util.Map<String, java.nio.file.Path> images) {
+        VmSpec.Builder b = spec.toBuilder().clearDisks();
+        for (var d : spec.disks()) {
+            java.nio.file.Path backupImage = images.get(d.nodeName());
+            if (backupImage != null) {
+                b.disk(d.nodeName(), backupImage, "raw", false);
+            } else {
+                b.disk(d.nodeName(), d.image(), d.format(), d.readOnly());
+            }
+        }
+        return b.build();
     }
 
     private static void sleep(long ms) {

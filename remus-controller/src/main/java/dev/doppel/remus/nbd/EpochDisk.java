@@ -13,8 +13,16 @@ import java.util.TreeMap;
 /**
  * The backup's disk under Remus semantics: the image file always equals the disk of the last
  * committed checkpoint, so it always matches the committed memory. Writes of the open epoch are held
- * in memory and reach the image only on {@link #commit()}; {@link #discard()} drops them (the primary
- * died mid-epoch, the epoch was never committed).
+ * in memory and reach the image only when their epoch commits; {@link #discard()} drops them (the
+ * primary died mid-epoch, the epoch was never committed).
+ *
+ * <p>Three stages, newest first: the <em>open</em> epoch (writes arriving now), the <em>closed</em>
+ * epoch (its checkpoint is being received: {@link #closeEpoch()} at VMSTATE_SEND), and the image.
+ * {@link #commitClosed()} applies the closed epoch at the checkpoint's commit. Reads see the newest
+ * stage holding a block. Before the first checkpoint the disk can be in <em>pass-through</em>: the
+ * initial synchronisation (a full mirror of the primary's disk) writes straight to the image, because
+ * until the initial state is committed there is no checkpoint the image must match, and holding a
+ * whole disk in memory would be the alternative. {@link #startEpochs()} ends it.
  *
  * <p>Granularity: 4 KiB blocks ({@link #BLOCK}), the guest's page and usual I/O size. A write that
  * covers part of a block first copies the newest version of the block (held, else the image) and
@@ -43,7 +51,9 @@ public final class EpochDisk implements Closeable {
     private final Path image;
     private final FileChannel channel;
     private final long size;
-    private final TreeMap<Long, byte[]> held = new TreeMap<>();   // block index -> full block
+    private TreeMap<Long, byte[]> held = new TreeMap<>();         // open epoch: block index -> full block
+    private TreeMap<Long, byte[]> closedEpoch = new TreeMap<>();  // epoch whose checkpoint is in flight
+    private boolean passThrough;
     private long writesHeld;
     private long commits;
     private long discards;
@@ -55,11 +65,21 @@ public final class EpochDisk implements Closeable {
         this.size = size;
     }
 
-    /** Opens a raw image read-write; its current length is the export size. */
+    /** Opens a raw image read-write, holding writes from the start; its current length is the export size. */
     public static EpochDisk openRaw(Path image) throws IOException {
+        return openRaw(image, false);
+    }
+
+    /**
+     * Opens a raw image read-write; with {@code passThrough} writes reach the image directly until
+     * {@link #startEpochs()} (the initial synchronisation of a backup).
+     */
+    public static EpochDisk openRaw(Path image, boolean passThrough) throws IOException {
         FileChannel ch = FileChannel.open(image, StandardOpenOption.READ, StandardOpenOption.WRITE);
         try {
-            return new EpochDisk(image, ch, ch.size());
+            EpochDisk d = new EpochDisk(image, ch, ch.size());
+            d.passThrough = passThrough;
+            return d;
         } catch (IOException | RuntimeException e) {
             ch.close();
             throw e;
@@ -78,7 +98,7 @@ public final class EpochDisk implements Closeable {
     public synchronized void read(long offset, byte[] dst, int dstOff, int length) throws IOException {
         checkRange("read", offset, length);
         forEachSpan(offset, length, (blockIndex, inBlock, n, done) -> {
-            byte[] b = held.get(blockIndex);
+            byte[] b = newestHeld(blockIndex);
             if (b != null) {
                 System.arraycopy(b, inBlock, dst, dstOff + (int) done, n);
             } else {
@@ -87,9 +107,13 @@ public final class EpochDisk implements Closeable {
         });
     }
 
-    /** Holds a write of the open epoch. */
+    /** Holds a write of the open epoch (or, in pass-through, writes it to the image). */
     public synchronized void write(long offset, byte[] src, int srcOff, int length) throws IOException {
         checkRange("write", offset, length);
+        if (passThrough) {
+            writeImage(offset, ByteBuffer.wrap(src, srcOff, length));
+            return;
+        }
         forEachSpan(offset, length, (blockIndex, inBlock, n, done) ->
                 System.arraycopy(src, srcOff + (int) done, writableBlock(blockIndex, inBlock == 0 && n == BLOCK), inBlock, n));
         writesHeld++;
@@ -101,6 +125,12 @@ public final class EpochDisk implements Closeable {
      */
     public synchronized void writeZeroes(long offset, long length) throws IOException {
         checkRange("write-zeroes", offset, length);
+        if (passThrough) {
+            for (long done = 0; done < length; done += BLOCK) {
+                writeImage(offset + done, ByteBuffer.wrap(ZERO_BLOCK, 0, (int) Math.min(BLOCK, length - done)));
+            }
+            return;
+        }
         forEachSpan(offset, length, (blockIndex, inBlock, n, done) -> {
             if (inBlock == 0 && n == BLOCK) {
                 held.put(blockIndex, ZERO_BLOCK);
@@ -136,36 +166,64 @@ public final class EpochDisk implements Closeable {
     }
 
     /**
-     * Applies the open epoch's writes to the image (positional writes, then force) and empties the
-     * buffer. On an I/O error the buffer is kept and the exception propagates; the image may then
-     * hold part of the epoch, so it is no longer a valid failover disk until a retried commit
-     * succeeds (the caller must treat the backup as stale).
+     * Ends pass-through: the image is made durable as it stands (the initial state is being
+     * committed) and from now on writes are held until their epoch commits.
      */
-    public synchronized void commit() throws IOException {
+    public synchronized void startEpochs() throws IOException {
+        ensureOpen("start epochs");
+        channel.force(false);
+        passThrough = false;
+    }
+
+    /**
+     * Closes the open epoch: its writes wait for {@link #commitClosed()} and later writes belong to
+     * the next epoch. If the previous closed epoch was never committed (that checkpoint failed and
+     * the caller chose not to discard), the two merge, newer blocks winning.
+     */
+    public synchronized void closeEpoch() throws IOException {
+        ensureOpen("close epoch");
+        if (closedEpoch.isEmpty()) {
+            closedEpoch = held;
+        } else {
+            closedEpoch.putAll(held);
+        }
+        held = new TreeMap<>();
+        writesHeld = 0;
+    }
+
+    /**
+     * Applies the closed epoch's writes to the image (positional writes, then force) and empties it.
+     * On an I/O error the blocks stay held and the exception propagates; the image may then hold
+     * part of the epoch, so it is no longer a valid failover disk until a retried commit succeeds
+     * (the caller must treat the backup as stale).
+     */
+    public synchronized void commitClosed() throws IOException {
         ensureOpen("commit");
-        for (Map.Entry<Long, byte[]> e : held.entrySet()) {
+        for (Map.Entry<Long, byte[]> e : closedEpoch.entrySet()) {
             long pos = e.getKey() * BLOCK;
-            int n = (int) Math.min(BLOCK, size - pos);
-            ByteBuffer buf = ByteBuffer.wrap(e.getValue(), 0, n);
-            while (buf.hasRemaining()) {
-                channel.write(buf, pos + buf.position());
-            }
+            writeImage(pos, ByteBuffer.wrap(e.getValue(), 0, (int) Math.min(BLOCK, size - pos)));
         }
         channel.force(false);
-        held.clear();
-        writesHeld = 0;
+        closedEpoch.clear();
         commits++;
     }
 
-    /** Drops the open epoch's writes; the image keeps the last committed checkpoint. */
+    /** Closes the open epoch and applies it: {@link #closeEpoch()} then {@link #commitClosed()}. */
+    public synchronized void commit() throws IOException {
+        closeEpoch();
+        commitClosed();
+    }
+
+    /** Drops every held write (open and closed epoch); the image keeps the last committed checkpoint. */
     public synchronized void discard() {
         held.clear();
+        closedEpoch.clear();
         writesHeld = 0;
         discards++;
     }
 
     public synchronized Stats stats() {
-        return new Stats(writesHeld, (long) held.size() * BLOCK, commits, discards);
+        return new Stats(writesHeld, (long) (held.size() + closedEpoch.size()) * BLOCK, commits, discards);
     }
 
     /** Closes the image; held (uncommitted) writes are dropped, as they were never committed. */
@@ -174,8 +232,14 @@ public final class EpochDisk implements Closeable {
         if (!closed) {
             closed = true;
             held.clear();
+            closedEpoch.clear();
             channel.close();
         }
+    }
+
+    private byte[] newestHeld(long blockIndex) {
+        byte[] b = held.get(blockIndex);
+        return b != null ? b : closedEpoch.get(blockIndex);
     }
 
     private byte[] writableBlock(long blockIndex, boolean wholeBlock) throws IOException {
@@ -184,14 +248,25 @@ public final class EpochDisk implements Closeable {
             return b;
         }
         byte[] copy = new byte[BLOCK];
-        if (b == ZERO_BLOCK || wholeBlock) {
+        byte[] older = b == null ? closedEpoch.get(blockIndex) : null;
+        if (b == ZERO_BLOCK || wholeBlock || older == ZERO_BLOCK) {
             // already zero, or fully overwritten by the caller
+        } else if (older != null) {
+            // the closed epoch's copy stays untouched: it is what that checkpoint commits
+            System.arraycopy(older, 0, copy, 0, BLOCK);
         } else {
             long pos = blockIndex * BLOCK;
             readImage(pos, copy, 0, (int) Math.min(BLOCK, size - pos));
         }
         held.put(blockIndex, copy);
         return copy;
+    }
+
+    private void writeImage(long pos, ByteBuffer buf) throws IOException {
+        long start = pos - buf.position();
+        while (buf.hasRemaining()) {
+            channel.write(buf, start + buf.position());
+        }
     }
 
     private void readImage(long pos, byte[] dst, int off, int n) throws IOException {

@@ -1,5 +1,6 @@
 package dev.doppel.remus.nbd;
 
+import dev.doppel.hostnet.HostSockets;
 import java.io.Closeable;
 import java.io.IOException;
 import java.net.InetSocketAddress;
@@ -8,6 +9,7 @@ import java.net.Socket;
 import java.net.SocketException;
 import java.util.Set;
 import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.atomic.AtomicLong;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -30,6 +32,8 @@ public final class NbdServer implements Closeable {
     private final ServerSocket serverSocket;
     private final Thread acceptThread;
     private final Set<NbdConnection> connections = ConcurrentHashMap.newKeySet();
+    private final AtomicLong accepted = new AtomicLong();
+    private final AtomicLong ended = new AtomicLong();
     private volatile boolean closed;
 
     private NbdServer(String exportName, EpochDisk disk, ServerSocket serverSocket) {
@@ -47,13 +51,17 @@ public final class NbdServer implements Closeable {
      */
     public static NbdServer start(String exportName, EpochDisk disk, InetSocketAddress address)
             throws IOException {
-        ServerSocket ss = new ServerSocket();
+        return start(exportName, disk, address, HostSockets.LOCAL);
+    }
+
+    /** As {@link #start(String, EpochDisk, InetSocketAddress)}, listening on {@code host}'s network. */
+    public static NbdServer start(String exportName, EpochDisk disk, InetSocketAddress address, HostSockets host)
+            throws IOException {
+        ServerSocket ss;
         try {
-            ss.setReuseAddress(true);
-            ss.bind(address);
+            ss = host.listen(address, 50);
         } catch (IOException e) {
-            ss.close();
-            throw new IOException("NBD export '" + exportName + "': cannot listen on " + address, e);
+            throw new IOException("NBD export '" + exportName + "': cannot listen on " + address + " (" + host + ")", e);
         }
         NbdServer server = new NbdServer(exportName, disk, ss);
         server.acceptThread.start();
@@ -78,6 +86,16 @@ public final class NbdServer implements Closeable {
         return connections.size();
     }
 
+    /** Connections accepted since start. */
+    public long connectionsAccepted() {
+        return accepted.get();
+    }
+
+    /** Connections that have ended since start (a writer that went away may have lost writes). */
+    public long connectionsEnded() {
+        return ended.get();
+    }
+
     private void acceptLoop() {
         while (!closed) {
             Socket s;
@@ -94,11 +112,13 @@ public final class NbdServer implements Closeable {
             }
             NbdConnection c = new NbdConnection(exportName, disk, s);
             connections.add(c);
+            accepted.incrementAndGet();
             Thread t = new Thread(() -> {
                 try {
                     c.run();
                 } finally {
                     connections.remove(c);
+                    ended.incrementAndGet();
                 }
             }, "nbd-conn-" + exportName + "-" + s.getRemoteSocketAddress());
             t.setDaemon(true);

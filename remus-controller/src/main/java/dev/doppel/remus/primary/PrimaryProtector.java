@@ -15,6 +15,7 @@ import java.util.concurrent.ScheduledExecutorService;
 import java.util.concurrent.ScheduledFuture;
 import java.util.concurrent.TimeUnit;
 import java.util.function.Consumer;
+import java.util.function.Supplier;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -33,6 +34,9 @@ import org.slf4j.LoggerFactory;
  *   <li>a migration that ends {@code completed} without entering COLO (the 10.0.0–10.0.6 defect)
  *       would leave the guest paused: resume it and fail deliberately.</li>
  * </ul>
+ * With a {@link ProtectionScope} it also holds the guest's network output per epoch ({@link
+ * OutputHold}, released by the {@link CheckpointRelay} when the backup commits) and replicates its
+ * disks synchronously ({@link DiskReplication}); a disk that stops replicating ends protection.
  */
 public final class PrimaryProtector implements AutoCloseable {
     private static final Logger log = LoggerFactory.getLogger(PrimaryProtector.class);
@@ -46,7 +50,9 @@ public final class PrimaryProtector implements AutoCloseable {
     private final String vm;
     private final QmpClient qmp;
     private final ProtectionOptions options;
-    private final InetSocketAddress backup;
+    private final Supplier<ProtectionTarget> targets;
+    private final ProtectionScope scope;
+    private volatile InetSocketAddress backup;
     private final Consumer<String> progress;
     private final ScheduledExecutorService timer;
     private final Consumer<QmpEvent> eventListener = this::onEvent;
@@ -63,6 +69,9 @@ public final class PrimaryProtector implements AutoCloseable {
     private ScheduledFuture<?> reprotect;
     private final InetSocketAddress control;
     private HeartbeatSender heartbeat;
+    private DiskReplication diskReplication;
+    private OutputHold outputHold;
+    private CheckpointRelay relay;
 
     /**
      * @param backup   where QEMU sends the replication stream (the backup's port for this VM)
@@ -71,9 +80,20 @@ public final class PrimaryProtector implements AutoCloseable {
      */
     public PrimaryProtector(String vm, QmpClient qmp, InetSocketAddress backup, InetSocketAddress control,
                             ProtectionOptions options, Consumer<String> progress) {
+        this(vm, qmp, () -> ProtectionTarget.memoryOnly(backup), control, options, ProtectionScope.memoryOnly(), progress);
+    }
+
+    /**
+     * @param targets  asked at every protection attempt for the backup's ports (they change when a
+     *                 returning backup sets up a new store)
+     * @param scope    output and disks to protect as well
+     */
+    public PrimaryProtector(String vm, QmpClient qmp, Supplier<ProtectionTarget> targets, InetSocketAddress control,
+                            ProtectionOptions options, ProtectionScope scope, Consumer<String> progress) {
         this.vm = vm;
         this.qmp = qmp;
-        this.backup = backup;
+        this.targets = targets;
+        this.scope = scope;
         this.control = control;
         this.options = options;
         this.progress = progress;
@@ -104,7 +124,9 @@ public final class PrimaryProtector implements AutoCloseable {
                 awaitColo();
             } catch (RuntimeException e) {
                 lastProblem = e.getMessage();
+                abandonDisks();
                 leaveColo("initial synchronisation failed");
+                releaseScope();
                 state = ProtectionState.UNPROTECTED;
                 throw e instanceof ProtectionException pe ? pe : new ProtectionException(vm, 0, "cannot protect", e);
             }
@@ -112,7 +134,7 @@ public final class PrimaryProtector implements AutoCloseable {
             state = ProtectionState.PROTECTED;
             if (control != null && heartbeat == null) {
                 Duration period = Duration.ofMillis(Math.max(20, Math.min(100, options.interval().toMillis())));
-                heartbeat = new HeartbeatSender(vm, control, period, qmp::isConnected, () -> stats.checkpoints());
+                heartbeat = new HeartbeatSender(vm, control, period, qmp::isConnected, () -> stats.checkpoints(), scope.host());
             }
             long periodMs = Math.max(5, options.interval().toMillis() / 2);
             watchdog = timer.scheduleAtFixedRate(this::checkPause, periodMs, periodMs, TimeUnit.MILLISECONDS);
@@ -140,8 +162,55 @@ public final class PrimaryProtector implements AutoCloseable {
                 Map.of("capability", "x-colo", "state", true),
                 Map.of("capability", "events", "state", true))));
         qmp.execute("migrate-set-parameters", Map.of("x-checkpoint-delay", options.interval().toMillis()));
-        qmp.execute("migrate", Map.of("uri", "tcp:" + describe(backup)));
+        ProtectionTarget target = targets.get();
+        backup = target.replication();
+        String uri = "tcp:" + describe(backup);
+        try {
+            if (!scope.disks().isEmpty()) {
+                if (!target.disks().keySet().containsAll(scope.disks())) {
+                    throw new ProtectionException(vm, 0, "the backup exports disks " + target.disks().keySet()
+                            + " but " + scope.disks() + " must be replicated");
+                }
+                diskReplication = DiskReplication.start(vm, qmp, target.disks(), options.initialSyncTimeout(), progress);
+                diskReplication.onFailure(why -> timer.execute(() -> lost(why)));
+            }
+            if (scope.holdsOutput()) {
+                outputHold = OutputHold.start(vm, qmp, scope.netdevs());
+                relay = CheckpointRelay.start(vm, scope.runDir().resolve("colo-relay.sock"), backup, scope.host(),
+                        outputHold::release);
+                uri = relay.migrationUri();
+            }
+        } catch (java.io.IOException e) {
+            throw new ProtectionException(vm, 0, "cannot start the replication relay: " + e.getMessage(), e);
+        }
+        qmp.execute("migrate", Map.of("uri", uri));
         progress.accept("initial synchronisation of " + vm + " to " + describe(backup) + " started");
+    }
+
+    /** Out of band: frees a checkpoint stuck on a hung backup disk before anything in-band is tried. */
+    private void abandonDisks() {
+        if (diskReplication != null) {
+            diskReplication.yank();
+        }
+    }
+
+    /**
+     * Ends disk replication and output holding; the held output is sent (the primary is the only
+     * copy of the VM now: the backup was told to stand down, or protection ended).
+     */
+    private void releaseScope() {
+        if (diskReplication != null) {
+            diskReplication.close();
+            diskReplication = null;
+        }
+        if (relay != null) {
+            relay.close();
+            relay = null;
+        }
+        if (outputHold != null) {
+            outputHold.close();
+            outputHold = null;
+        }
     }
 
     /** Waits for COLO mode while the initial stream is sent, showing progress. */
@@ -216,6 +285,10 @@ public final class PrimaryProtector implements AutoCloseable {
         }
         state = ProtectionState.PRIMARY_LOST;
         cancelWatchdogQuietly();
+        CheckpointRelay r = relay;
+        if (r != null) {
+            r.close();
+        }
         HeartbeatSender h = heartbeat;
         if (h != null && !closed && (was == ProtectionState.PROTECTED || was == ProtectionState.SYNCING)) {
             h.primaryDown("QMP connection to the primary QEMU ended");
@@ -268,7 +341,9 @@ public final class PrimaryProtector implements AutoCloseable {
             if (heartbeat != null) {
                 heartbeat.standDown(why);   // the backup must not resume a state the primary has moved past
             }
+            abandonDisks();
             leaveColo(why);
+            releaseScope();
             state = ProtectionState.UNPROTECTED;
             scheduleReprotect();
         }
@@ -351,6 +426,12 @@ public final class PrimaryProtector implements AutoCloseable {
         return stats;
     }
 
+    /** Mean ms per checkpoint spent releasing held output (0 without output commit). */
+    public double meanOutputReleaseMs() {
+        CheckpointRelay r = relay;
+        return r == null ? 0 : r.meanReleaseMs();
+    }
+
     public ProtectionStatus status() {
         CheckpointStats s = stats;
         long lag = state == ProtectionState.PROTECTED ? (System.nanoTime() - lastCheckpointNanos) / 1_000_000 : -1;
@@ -382,6 +463,9 @@ public final class PrimaryProtector implements AutoCloseable {
             }
             if ((state == ProtectionState.PROTECTED || state == ProtectionState.SYNCING) && qmp.isConnected()) {
                 leaveColo("protection stopped by the operator");
+                releaseScope();
+            } else if (relay != null) {
+                relay.close();
             }
             if (state != ProtectionState.PRIMARY_LOST) {
                 state = ProtectionState.STOPPED;
@@ -392,6 +476,9 @@ public final class PrimaryProtector implements AutoCloseable {
     }
 
     private static String describe(InetSocketAddress a) {
+        if (a == null) {
+            return "(not yet known)";
+        }
         return a.getHostString() + ":" + a.getPort();
     }
 

@@ -1,0 +1,200 @@
+package dev.doppel.remus.testbed;
+
+import dev.doppel.hostnet.HostCommand;
+import dev.doppel.remus.backup.BackupServer;
+import dev.doppel.remus.colo.EpochListener;
+import dev.doppel.remus.colo.EpochMetrics;
+import dev.doppel.remus.colo.ProtectedVm;
+import dev.doppel.remus.control.ControlServer;
+import dev.doppel.remus.failover.BackupGuard;
+import dev.doppel.remus.nbd.ReplicatedDisks;
+import dev.doppel.remus.primary.PrimaryProtector;
+import dev.doppel.remus.primary.ProtectionOptions;
+import dev.doppel.remus.primary.ProtectionScope;
+import dev.doppel.remus.primary.ProtectionTarget;
+import dev.doppel.vm.GuestImage;
+import dev.doppel.vm.NicSpec;
+import dev.doppel.vm.VmLauncher;
+import dev.doppel.vm.VmProcess;
+import dev.doppel.vm.VmSpec;
+import java.io.IOException;
+import java.net.InetSocketAddress;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.TimeoutException;
+import java.util.function.Consumer;
+import java.util.regex.Pattern;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * A Remus-protected key-value service on a {@link RemusTestbed}: the guest runs {@code kvserver}
+ * persisting every PUT to a qcow2 data disk; the primary QEMU (a COLO-capable binary) runs on the
+ * primary host, its disk mirrored to the backup's NBD export and its NIC output held per epoch;
+ * the backup store, NBD export, control port and failover guard live on the backup host; clients
+ * connect from the client host. For the end-to-end tests and {@code doppel bench remus-kv}.
+ */
+public final class ProtectedKvService implements AutoCloseable {
+    private static final Logger log = LoggerFactory.getLogger(ProtectedKvService.class);
+    public static final int KV_PORT = 7000;
+    public static final String DISK = "data0";
+    public static final String NETDEV = "net0";
+    private static final long DISK_BYTES = 64L << 20;
+
+    private final RemusTestbed bed;
+    private final String name;
+    private final Path work;
+    private final List<Long> commitNanos = new ArrayList<>();
+    private final List<AutoCloseable> owned = new ArrayList<>();
+    private final VmSpec spec;
+    private VmProcess primary;
+    private BackupServer backupServer;
+    private ControlServer control;
+    private BackupServer.Endpoint endpoint;
+    private BackupGuard guard;
+    private PrimaryProtector protector;
+    private volatile Consumer<Long> commitHook = e -> { };
+
+    private ProtectedKvService(RemusTestbed bed, String name, Path work, VmSpec spec) {
+        this.bed = bed;
+        this.name = name;
+        this.work = work;
+        this.spec = spec;
+    }
+
+    /** Boots the guest on the primary host with a fresh data disk and waits for its KV server. */
+    public static ProtectedKvService boot(RemusTestbed bed, String name, Path work, VmLauncher primaryLauncher,
+                                          GuestImage image) throws IOException, TimeoutException {
+        Files.createDirectories(work);
+        Path disk = work.resolve(name + "-data.qcow2");
+        HostCommand.run("qemu-img", "create", "-q", "-f", "qcow2", disk.toString(), Long.toString(DISK_BYTES));
+        VmSpec spec = VmLauncher.guestSpec(name, image, "kv", Map.of("doppel.kv_disk", "1", "doppel.ip", bed.guestCidr(),
+                        "doppel.kv_port", Integer.toString(KV_PORT)))
+                .nic(NETDEV, RemusTestbed.GUEST_MAC, new NicSpec.Netdev.Tap(RemusTestbed.TAP))
+                .disk(DISK, disk, "qcow2", false)
+                .netns(bed.primary().ns().name())
+                .build();
+        ProtectedKvService s = new ProtectedKvService(bed, name, work, spec);
+        try {
+            s.primary = primaryLauncher.start(spec);
+            s.primary.console().awaitLine(Pattern.compile("kvserver listening port=" + KV_PORT), Duration.ofSeconds(120));
+        } catch (RuntimeException | TimeoutException e) {
+            s.close();
+            throw e;
+        }
+        return s;
+    }
+
+    /** Starts the backup host's services for the VM (a new store and export each time). */
+    public void startBackup(VmLauncher backupLauncher, Duration detection) throws IOException {
+        RemusTestbed.Host b = bed.backup();
+        if (backupServer == null) {
+            backupServer = new BackupServer(work.resolve("backup-store"), b.sockets());
+            control = new ControlServer(new InetSocketAddress(b.ip(), 0), b.sockets());
+        }
+        if (endpoint != null) {
+            control.unregister(name);
+            guard.close();
+            endpoint.close();
+        }
+        endpoint = backupServer.listen(new ProtectedVm(name, spec.machineType(), spec.memoryMiB() << 20,
+                        Duration.ofSeconds(30), Duration.ofSeconds(30)),
+                new InetSocketAddress(b.ip(), 0), new EpochListener() {
+                    @Override
+                    public void beforeRelease(long epoch) {
+                        synchronized (commitNanos) {
+                            commitNanos.add(System.nanoTime());
+                        }
+                        commitHook.accept(epoch);
+                    }
+                }, List.of(new ReplicatedDisks.Request(DISK, DISK_BYTES)));
+        VmSpec restored = spec.toBuilder().name(name + "-bk").netns(b.ns().name()).build();
+        guard = new BackupGuard(backupLauncher, restored, endpoint, detection);
+        control.register(name, guard::onControl);
+    }
+
+    /** Protects the primary; returns once the first checkpoint is committed. */
+    public void protect(ProtectionOptions options) {
+        RemusTestbed.Host b = bed.backup();
+        protector = new PrimaryProtector(name, primary.qmp(),
+                () -> new ProtectionTarget(new InetSocketAddress(b.ip(), endpoint.port()),
+                        Map.of(DISK, new InetSocketAddress(b.ip(), endpoint.disks().ports().get(DISK)))),
+                new InetSocketAddress(b.ip(), control.port()), options,
+                new ProtectionScope(List.of(NETDEV), List.of(DISK), bed.primary().sockets(), primary.runDir().path()),
+                line -> log.info("vm={} progress: {}", name, line));
+        protector.protect();
+    }
+
+    /** A client on the client host. */
+    public KvClient client(String prefix, int window) {
+        return new KvClient(bed.client().sockets(), new InetSocketAddress(bed.guestIp(), KV_PORT), prefix, window);
+    }
+
+    /** Backup commit times (nanoTime, just before the primary may release the epoch's output), in order. */
+    public long[] commitTimes() {
+        synchronized (commitNanos) {
+            return commitNanos.stream().mapToLong(Long::longValue).toArray();
+        }
+    }
+
+    /** Runs on the backup after each commit while the primary is still paused (tests compare disks here). */
+    public void onCommit(Consumer<Long> hook) {
+        this.commitHook = hook;
+    }
+
+    public RemusTestbed testbed() {
+        return bed;
+    }
+
+    public VmProcess primary() {
+        return primary;
+    }
+
+    public PrimaryProtector protector() {
+        return protector;
+    }
+
+    public BackupGuard guard() {
+        return guard;
+    }
+
+    public BackupServer.Endpoint endpoint() {
+        return endpoint;
+    }
+
+    public VmSpec spec() {
+        return spec;
+    }
+
+    /** Hands a resource (a restored VM) to this service's clean-up. */
+    public <T extends AutoCloseable> T own(T c) {
+        owned.add(c);
+        return c;
+    }
+
+    @Override
+    public void close() {
+        List<AutoCloseable> all = new ArrayList<>();
+        all.add(protector);
+        all.add(guard);
+        all.add(primary);
+        all.addAll(owned);
+        all.add(endpoint);
+        all.add(control);
+        all.add(backupServer);
+        for (AutoCloseable c : all) {
+            if (c == null) {
+                continue;
+            }
+            try {
+                c.close();
+            } catch (Exception e) {
+                log.warn("vm={} cleanup: {}", name, e.toString());
+            }
+        }
+    }
+}
