@@ -61,6 +61,8 @@ public final class PrimaryProtector implements AutoCloseable {
     private volatile ProtectionState state = ProtectionState.STOPPED;
     private volatile CheckpointStats stats = new CheckpointStats();
     private volatile long stoppedAtNanos;        // 0 while the guest runs
+    /** From the end of the initial stream until the guest first resumes: the backup stores the whole state. */
+    private volatile boolean initialCommitPending;
     private volatile long lastCheckpointNanos;   // when the last checkpoint completed (guest resumed)
     private volatile String lastProblem = "";
     private volatile long lostBackups;
@@ -118,6 +120,7 @@ public final class PrimaryProtector implements AutoCloseable {
             }
             state = ProtectionState.SYNCING;
             stats = new CheckpointStats();
+            initialCommitPending = true;
             stoppedAtNanos = 0;
             try {
                 startColo();
@@ -257,6 +260,7 @@ public final class PrimaryProtector implements AutoCloseable {
         switch (e.name()) {
             case "STOP" -> stoppedAtNanos = System.nanoTime();
             case "RESUME" -> {
+                initialCommitPending = false;
                 long stoppedAt = stoppedAtNanos;
                 stoppedAtNanos = 0;
                 lastCheckpointNanos = System.nanoTime();
@@ -315,7 +319,9 @@ public final class PrimaryProtector implements AutoCloseable {
         }
         long now = System.nanoTime();
         long stoppedAt = stoppedAtNanos;
-        long timeoutMs = options.backupTimeout().toMillis();
+        // The stop at the end of the initial stream lasts until the backup has stored everything: it
+        // gets the initial limit, not a checkpoint's timeout.
+        long timeoutMs = initialCommitPending ? INITIAL_COMMIT_LIMIT.toMillis() : options.backupTimeout().toMillis();
         if (stoppedAt != 0 && (now - stoppedAt) / 1_000_000 > timeoutMs) {
             lost("guest stopped " + (now - stoppedAt) / 1_000_000 + " ms in checkpoint " + (stats.checkpoints() + 1)
                     + " (timeout " + timeoutMs + " ms): backup lost or frozen");
@@ -344,6 +350,10 @@ public final class PrimaryProtector implements AutoCloseable {
             abandonDisks();
             leaveColo(why);
             releaseScope();
+            if (!qmp.isConnected()) {
+                state = ProtectionState.PRIMARY_LOST;   // QEMU died meanwhile: nothing left to re-protect
+                return;
+            }
             state = ProtectionState.UNPROTECTED;
             scheduleReprotect();
         }
@@ -384,7 +394,7 @@ public final class PrimaryProtector implements AutoCloseable {
 
     /** The guest must never stay stopped because of protection. */
     private void resumeGuest() {
-        for (int attempt = 0; attempt < 50; attempt++) {
+        for (int attempt = 0; attempt < 50 && qmp.isConnected(); attempt++) {
             try {
                 String status = qmp.execute("query-status", null, Duration.ofSeconds(2)).path("status").asText();
                 if (status.equals("running")) {
@@ -400,11 +410,13 @@ public final class PrimaryProtector implements AutoCloseable {
             }
             sleep(20);
         }
-        log.error("vm={} event=guest-not-running cause=\"could not resume the guest after protection ended\"", vm);
+        if (qmp.isConnected()) {
+            log.error("vm={} event=guest-not-running cause=\"could not resume the guest after protection ended\"", vm);
+        }
     }
 
     private void scheduleReprotect() {
-        if (closed || options.reprotectDelay().isZero()) {
+        if (closed || options.reprotectDelay().isZero() || !qmp.isConnected()) {
             return;
         }
         reprotect = timer.schedule(() -> {

@@ -117,6 +117,15 @@ public final class ProtectedKvService implements AutoCloseable {
         control.register(name, guard::onControl);
     }
 
+    /** The backup host's services for the VM die (their sockets close, as when the process is killed). */
+    public void killBackup() {
+        if (endpoint != null) {
+            control.unregister(name);
+            guard.close();
+            endpoint.close();
+        }
+    }
+
     /** Protects the primary; returns once the first checkpoint is committed. */
     public void protect(ProtectionOptions options) {
         RemusTestbed.Host b = bed.backup();
