@@ -1,11 +1,16 @@
 package dev.doppel.remus.primary;
 
+import com.fasterxml.jackson.databind.JsonNode;
 import dev.doppel.qmp.QmpClient;
 import dev.doppel.qmp.QmpException;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.ExecutionException;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.TimeoutException;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -62,9 +67,20 @@ public final class OutputHold implements AutoCloseable {
 
     /** Sends everything held so far (the guest must be stopped in a committed checkpoint). */
     public synchronized void release() {
+        // Both commands of every filter are sent at once: QEMU runs them in order, so "on" cannot
+        // overtake "off", and the guest's pause grows by one round trip instead of two per filter.
+        List<CompletableFuture<JsonNode>> replies = new ArrayList<>();
         for (String id : filters) {
-            qmp.execute("qom-set", Map.of("path", id, "property", "status", "value", "off"), QMP_TIMEOUT);
-            qmp.execute("qom-set", Map.of("path", id, "property", "status", "value", "on"), QMP_TIMEOUT);
+            replies.add(qmp.executeAsync("qom-set", Map.of("path", id, "property", "status", "value", "off")));
+            replies.add(qmp.executeAsync("qom-set", Map.of("path", id, "property", "status", "value", "on")));
+        }
+        try {
+            CompletableFuture.allOf(replies.toArray(CompletableFuture[]::new)).get(QMP_TIMEOUT.toMillis(), TimeUnit.MILLISECONDS);
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            throw new ProtectionException(vm, releases, "interrupted while releasing the output", e);
+        } catch (ExecutionException | TimeoutException e) {
+            throw new ProtectionException(vm, releases, "releasing the held output failed: " + e, e);
         }
         releases++;
     }

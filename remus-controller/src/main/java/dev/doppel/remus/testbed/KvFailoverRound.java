@@ -1,0 +1,139 @@
+package dev.doppel.remus.testbed;
+
+import dev.doppel.hostnet.HostCommand;
+import dev.doppel.remus.failover.BackupGuard;
+import dev.doppel.remus.primary.ProtectionOptions;
+import dev.doppel.vm.GuestImage;
+import dev.doppel.vm.VmLauncher;
+import java.net.InetSocketAddress;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.HashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.TimeUnit;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * One round of Remus's client-visible promise: a protected KV guest on a fresh {@link RemusTestbed},
+ * a client PUTting through a window, kill -9 of the primary QEMU after a given time, failover, then
+ * every check a client and an operator can make. Shared by the end-to-end test (which asserts on the
+ * outcome) and {@code doppel bench remus-kv} (which counts).
+ */
+public final class KvFailoverRound {
+    private static final Logger log = LoggerFactory.getLogger(KvFailoverRound.class);
+
+    /**
+     * What a round found.
+     *
+     * @param acks             PUTs acknowledged (before and after the failover)
+     * @param ackedBeforeKill  of those, acknowledged before the kill
+     * @param lost             acknowledged keys missing or with another value after failover
+     * @param repliesAhead     replies that reached the client before the backup committed any epoch
+     *                         after their request (output running ahead of the backup), before the kill
+     * @param notOnDisk        PUTs acknowledged before the kill whose record is not on the backup's disk
+     * @param connectionSurvived the client's TCP connection carried replies again after failover
+     * @param switchLearnedBackup the L2 switch learned the guest's MAC on the backup host's port
+     */
+    public record Outcome(int acks, int ackedBeforeKill, List<String> lost, List<String> repliesAhead, List<String> notOnDisk,
+                          boolean connectionSurvived, boolean switchLearnedBackup, long failoverEpoch, double failoverMs) {
+    }
+
+    private KvFailoverRound() {
+    }
+
+    public static Outcome run(String testbedId, int net, String vmName, Path work, VmLauncher primaryLauncher,
+                              VmLauncher backupLauncher, GuestImage image, ProtectionOptions options, long killAfterMs)
+            throws Exception {
+        try (RemusTestbed bed = RemusTestbed.create(testbedId, net);
+             ProtectedKvService kv = ProtectedKvService.boot(bed, vmName, work, primaryLauncher, image)) {
+            kv.startBackup(backupLauncher, Duration.ofMillis(500));
+            kv.protect(options);
+            try (KvClient client = kv.client(vmName, 32)) {
+                client.connect(Duration.ofSeconds(30));
+                client.startPuts();
+                if (client.awaitAcks(20, Duration.ofSeconds(30)) < 20) {
+                    throw new IllegalStateException("the protected KV server acknowledged no PUTs: " + client.connectionFailure());
+                }
+                Thread.sleep(killAfterMs);
+                long killedAt = System.nanoTime();
+                kv.primary().kill();
+                BackupGuard.Failover f = kv.guard().failover().get(60, TimeUnit.SECONDS);
+                kv.own(f.vm());
+                // QEMU's self-announce after the incoming migration moves the MAC to the backup's port.
+                boolean moved = awaitSwitchPort(bed, bed.backup().uplink());
+                boolean survived = client.connectionSurvives(Duration.ofSeconds(20));
+                client.stopPuts();
+                if (survived) {
+                    Thread.sleep(1000);   // replies still in flight
+                }
+                List<KvClient.Ack> acks = client.acks();
+                KvClient.Verification v = KvClient.verify(bed.client().sockets(),
+                        new InetSocketAddress(bed.guestIp(), ProtectedKvService.KV_PORT), acks, Duration.ofSeconds(30));
+                List<String> lost = new ArrayList<>(v.missing());
+                lost.addAll(v.wrong());
+                Outcome o = new Outcome(acks.size(), (int) acks.stream().filter(a -> a.ackedNanos() < killedAt).count(), lost,
+                        repliesBeforeCommit(acks, kv.commitTimes(), killedAt),
+                        notOnDisk(acks, killedAt, kv.endpoint().disks().images().get(ProtectedKvService.DISK), image),
+                        survived, moved, f.epoch(), f.failoverMs());
+                log.info("vm={} round: {} PUTs acknowledged, failover from epoch {} in {} ms, lost {}, replies ahead {}, "
+                                + "not on disk {}, connection survived {}, MAC moved {}", vmName, o.acks(), o.failoverEpoch(),
+                        String.format("%.0f", o.failoverMs()), lost.size(), o.repliesAhead().size(), o.notOnDisk().size(),
+                        survived, moved);
+                return o;
+            }
+        }
+    }
+
+    /**
+     * Output commit, from the client's side: a reply is produced after its request arrived, so in an
+     * epoch the backup commits after the request was sent; it may reach the client only after that
+     * commit. Replies sent by the restored (new, unprotected) primary after the kill are exempt.
+     */
+    public static List<String> repliesBeforeCommit(List<KvClient.Ack> acks, long[] commits, long killedAt) {
+        List<String> ahead = new ArrayList<>();
+        for (KvClient.Ack a : acks) {
+            if (a.ackedNanos() >= killedAt) {
+                continue;
+            }
+            int i = Arrays.binarySearch(commits, a.sentNanos() + 1);
+            int firstAfter = i >= 0 ? i : -i - 1;
+            if (firstAfter >= commits.length || commits[firstAfter] > a.ackedNanos()) {
+                ahead.add(a.key() + " (reply " + (a.ackedNanos() - a.sentNanos()) / 1000 + " µs after the request)");
+            }
+        }
+        return ahead;
+    }
+
+    /**
+     * PUTs acknowledged before the kill that are not on the backup's disk (kvserver fsyncs a record
+     * before replying), read with the host build of kvdump while the restored guest runs (it only
+     * appends).
+     */
+    public static List<String> notOnDisk(List<KvClient.Ack> acks, long killedAt, Path backupImage, GuestImage image) {
+        HostCommand.Result r = HostCommand.tryRun(List.of(image.hostTool("kvdump").toString(), backupImage.toString()));
+        Map<String, String> onDisk = new HashMap<>();
+        r.stdout().lines().map(l -> l.split(" ")).filter(w -> w.length == 3 && w[0].matches("\\d+"))
+                .forEach(w -> onDisk.put(w[1], w[2]));
+        List<String> missing = new ArrayList<>();
+        for (KvClient.Ack a : acks) {
+            if (a.ackedNanos() < killedAt && !a.value().equals(onDisk.get(a.key()))) {
+                missing.add(a.key());
+            }
+        }
+        return missing;
+    }
+
+    static boolean awaitSwitchPort(RemusTestbed bed, String expected) throws InterruptedException {
+        for (int i = 0; i < 150; i++) {
+            if (expected.equals(bed.switchPortOf(RemusTestbed.GUEST_MAC))) {
+                return true;
+            }
+            Thread.sleep(20);
+        }
+        return false;
+    }
+}
