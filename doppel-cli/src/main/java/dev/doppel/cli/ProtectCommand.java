@@ -2,10 +2,15 @@ package dev.doppel.cli;
 
 import com.fasterxml.jackson.databind.ObjectMapper;
 import dev.doppel.qmp.QmpClient;
+import dev.doppel.hostnet.HostSockets;
 import dev.doppel.remus.control.ControlClient;
+import dev.doppel.remus.control.ProtectReply;
+import dev.doppel.remus.primary.DiskReplication;
 import dev.doppel.remus.primary.PrimaryProtector;
 import dev.doppel.remus.primary.ProtectionOptions;
+import dev.doppel.remus.primary.ProtectionScope;
 import dev.doppel.remus.primary.ProtectionStatus;
+import dev.doppel.remus.primary.ProtectionTarget;
 import dev.doppel.vm.GuestDescriptor;
 import dev.doppel.vm.VmRecord;
 import dev.doppel.vm.VmRunDir;
@@ -13,8 +18,12 @@ import java.net.InetSocketAddress;
 import java.nio.file.Files;
 import java.nio.file.StandardCopyOption;
 import java.time.Duration;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
 import java.util.concurrent.Callable;
 import java.util.concurrent.CountDownLatch;
+import java.util.function.Supplier;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
 import picocli.CommandLine.Parameters;
@@ -33,6 +42,7 @@ public final class ProtectCommand implements Callable<Integer> {
     @Option(names = "--interval", defaultValue = "50ms", description = "checkpoint interval, e.g. 50ms, 0.1s, 100 (ms) (default ${DEFAULT-VALUE})") String interval;
     @Option(names = "--timeout", description = "backup lost after the guest stood still this many ms (default 3 intervals, at least 300)") Long timeoutMs;
     @Option(names = "--seconds", defaultValue = "0", description = "stop after this many seconds (0 = until interrupted)") long seconds;
+    @Option(names = "--memory-only", description = "replicate memory and devices only: no output commit, no disk replication") boolean memoryOnly;
 
     @Override
     public Integer call() throws Exception {
@@ -49,22 +59,33 @@ public final class ProtectCommand implements Callable<Integer> {
         if (timeoutMs != null) {
             options = new ProtectionOptions(options.interval(), Duration.ofMillis(timeoutMs), options.initialSyncTimeout(), options.reprotectDelay());
         }
-        int port = ControlClient.requestProtection(control, name, guest, Duration.ofSeconds(10));
-        System.out.println("backup " + backup + " accepted VM " + name + "; replication port " + port);
         CountDownLatch stop = new CountDownLatch(1);
         Thread hook = new Thread(stop::countDown);
         Runtime.getRuntime().addShutdownHook(hook);
-        try (QmpClient qmp = QmpClient.connectUnix(dir.qmpSocket(), name, Duration.ofSeconds(5));
-             PrimaryProtector protector = new PrimaryProtector(name, qmp, new InetSocketAddress(control.getAddress(), port),
-                     control, options, System.out::println)) {
-            protector.protect();
-            long end = seconds > 0 ? System.nanoTime() + seconds * 1_000_000_000L : Long.MAX_VALUE;
-            while (stop.getCount() > 0 && System.nanoTime() < end && qmp.isConnected()) {
-                ProtectionStatus s = protector.status();
-                writeStatus(dir, s);
-                System.out.printf("%s %-11s checkpoints=%d pause_last=%.1fms p50=%.1fms p99=%.1fms backup_lag=%dms lost_backups=%d%n",
-                        name, s.state(), s.checkpoints(), s.lastPauseMs(), s.pauseP50Ms(), s.pauseP99Ms(), s.lagMs(), s.lostBackups());
-                stop.await(1, java.util.concurrent.TimeUnit.SECONDS);
+        try (QmpClient qmp = QmpClient.connectUnix(dir.qmpSocket(), name, Duration.ofSeconds(5))) {
+            // Remus: every NIC's output is held per epoch and every disk is replicated, unless the
+            // operator asks for memory only.
+            List<String> netdevs = memoryOnly ? List.of() : guest.nics().stream().map(GuestDescriptor.Nic::id).toList();
+            List<String> disks = memoryOnly ? List.of() : guest.disks();
+            Map<String, Long> sizes = DiskReplication.diskSizes(qmp, disks);
+            // Each protection attempt (also after a lost backup) asks the backup for fresh ports.
+            Supplier<ProtectionTarget> target = () -> {
+                try {
+                    ProtectReply r = ControlClient.requestProtection(control, name, guest, sizes, Duration.ofSeconds(10));
+                    Map<String, InetSocketAddress> exports = new LinkedHashMap<>();
+                    if (r.diskPorts() != null) {
+                        r.diskPorts().forEach((node, p) -> exports.put(node, new InetSocketAddress(control.getAddress(), p)));
+                    }
+                    System.out.println("backup " + backup + " accepted VM " + name + "; replication port " + r.port()
+                            + (exports.isEmpty() ? "" : ", disk exports " + r.diskPorts()));
+                    return new ProtectionTarget(new InetSocketAddress(control.getAddress(), r.port()), exports);
+                } catch (java.io.IOException e) {
+                    throw new java.io.UncheckedIOException(e);
+                }
+            };
+            try (PrimaryProtector protector = new PrimaryProtector(name, qmp, target, control, options,
+                    new ProtectionScope(netdevs, disks, HostSockets.LOCAL, dir.path()), System.out::println)) {
+                run(dir, qmp, protector, stop);
             }
         } finally {
             Files.deleteIfExists(dir.protectionFile());
@@ -75,6 +96,19 @@ public final class ProtectCommand implements Callable<Integer> {
             System.out.println("the primary QEMU of " + name + " is gone; the backup was told to take over");
         }
         return 0;
+    }
+
+    /** Protects, then prints and stores the status every second until stopped. */
+    private void run(VmRunDir dir, QmpClient qmp, PrimaryProtector protector, CountDownLatch stop) throws Exception {
+        protector.protect();
+        long end = seconds > 0 ? System.nanoTime() + seconds * 1_000_000_000L : Long.MAX_VALUE;
+        while (stop.getCount() > 0 && System.nanoTime() < end && qmp.isConnected()) {
+            ProtectionStatus s = protector.status();
+            writeStatus(dir, s);
+            System.out.printf("%s %-11s checkpoints=%d pause_last=%.1fms p50=%.1fms p99=%.1fms backup_lag=%dms lost_backups=%d%n",
+                    name, s.state(), s.checkpoints(), s.lastPauseMs(), s.pauseP50Ms(), s.pauseP99Ms(), s.lagMs(), s.lostBackups());
+            stop.await(1, java.util.concurrent.TimeUnit.SECONDS);
+        }
     }
 
     private static void writeStatus(VmRunDir dir, ProtectionStatus s) throws java.io.IOException {

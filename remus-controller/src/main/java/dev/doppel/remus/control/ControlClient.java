@@ -20,11 +20,20 @@ public final class ControlClient {
 
     /** Returns the port for QEMU's replication stream; throws with the backup's reason otherwise. */
     public static int requestProtection(InetSocketAddress control, String vm, GuestDescriptor guest, Duration timeout) throws IOException {
+        return requestProtection(control, vm, guest, java.util.Map.of(), timeout).port();
+    }
+
+    /**
+     * Asks for protection with replicated disks (node name → size); the reply names the replication
+     * port and each disk's NBD port. Throws with the backup's reason if it refuses.
+     */
+    public static ProtectReply requestProtection(InetSocketAddress control, String vm, GuestDescriptor guest,
+                                                 java.util.Map<String, Long> diskSizes, Duration timeout) throws IOException {
         try (Socket s = new Socket()) {
             s.connect(control, (int) timeout.toMillis());
             s.setSoTimeout((int) timeout.toMillis());
             OutputStream out = s.getOutputStream();
-            out.write((MAPPER.writeValueAsString(ProtectRequest.of(vm, guest)) + "\n").getBytes(StandardCharsets.UTF_8));
+            out.write((MAPPER.writeValueAsString(ProtectRequest.of(vm, guest, diskSizes)) + "\n").getBytes(StandardCharsets.UTF_8));
             out.flush();
             String line = new BufferedReader(new InputStreamReader(s.getInputStream(), StandardCharsets.UTF_8)).readLine();
             if (line == null) {
@@ -34,7 +43,7 @@ public final class ControlClient {
             if (!"ready".equals(reply.type()) || reply.port() == null) {
                 throw new IOException("VM '" + vm + "': backup " + control + " refused protection: " + reply.reason());
             }
-            return reply.port();
+            return reply;
         }
     }
 }

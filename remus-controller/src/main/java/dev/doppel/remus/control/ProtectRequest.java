@@ -1,15 +1,25 @@
 package dev.doppel.remus.control;
 
 import dev.doppel.vm.GuestDescriptor;
+import java.util.Map;
 
 /**
  * First message of a primary that wants protection: the VM's name and device model. The backup
  * answers with a {@link ProtectReply} naming the port QEMU's replication stream goes to.
  */
-public record ProtectRequest(String vm, String type, GuestDescriptor guest) {
+public record ProtectRequest(String vm, String type, GuestDescriptor guest, Map<String, Long> diskSizes) {
     public static final String TYPE = "protect";
 
+    public ProtectRequest {
+        diskSizes = diskSizes == null ? Map.of() : Map.copyOf(diskSizes);
+    }
+
     public static ProtectRequest of(String vm, GuestDescriptor guest) {
-        return new ProtectRequest(vm, TYPE, guest);
+        return new ProtectRequest(vm, TYPE, guest, Map.of());
+    }
+
+    /** A request that also asks for an NBD export per replicated disk (node name → size in bytes). */
+    public static ProtectRequest of(String vm, GuestDescriptor guest, Map<String, Long> diskSizes) {
+        return new ProtectRequest(vm, TYPE, guest, diskSizes);
     }
 }

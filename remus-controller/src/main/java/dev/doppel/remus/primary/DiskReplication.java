@@ -170,8 +170,10 @@ public final class DiskReplication implements AutoCloseable {
         stopping = true;
         for (String disk : disks) {
             try {
+                long t0 = System.nanoTime();
                 qmp.executeOob("yank", Map.of("instances", List.of(Map.of("type", "block-node", "node-name", targetNode(disk)))),
                         Duration.ofSeconds(2));
+                log.info("vm={} event=disk-yanked disk={} ms={}", vm, disk, String.format("%.1f", (System.nanoTime() - t0) / 1e6));
             } catch (QmpException e) {
                 log.warn("vm={} event=disk-yank-failed disk={} cause=\"{}\"", vm, disk, e.getMessage());
             }

@@ -8,6 +8,7 @@ import dev.doppel.remus.control.ControlServer;
 import dev.doppel.remus.control.ProtectReply;
 import dev.doppel.remus.control.ProtectRequest;
 import dev.doppel.remus.failover.BackupGuard;
+import dev.doppel.remus.nbd.ReplicatedDisks;
 import dev.doppel.vm.GuestImage;
 import dev.doppel.vm.NicSpec;
 import dev.doppel.vm.VmLauncher;
@@ -18,6 +19,7 @@ import java.net.InetSocketAddress;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
+import java.util.List;
 import java.util.Map;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.function.Consumer;
@@ -105,6 +107,11 @@ public final class BackupService implements AutoCloseable {
         }
         try {
             EpochWindow window = new EpochWindow();
+            if (!req.guest().disks().containsAll(req.diskSizes().keySet())) {
+                return ProtectReply.error(vm, "disks " + req.diskSizes().keySet() + " are not all disks of the VM " + req.guest().disks());
+            }
+            List<ReplicatedDisks.Request> disks = req.diskSizes().entrySet().stream()
+                    .map(e -> new ReplicatedDisks.Request(e.getKey(), e.getValue())).toList();
             BackupServer.Endpoint endpoint = backups.listen(
                     new ProtectedVm(vm, req.guest().machineType(), req.guest().memoryMiB() << 20, Duration.ofSeconds(30), Duration.ofSeconds(30)),
                     new InetSocketAddress(listen.getAddress(), 0), new EpochListener() {
@@ -112,8 +119,17 @@ public final class BackupService implements AutoCloseable {
                         public void epochCommitted(EpochMetrics m) {
                             window.add(m);
                         }
-                    });
-            VmSpec spec = req.guest().toSpec(localName(vm), GuestImage.locate(), nicBackend).build();
+                    }, disks);
+            VmSpec.Builder specBuilder = req.guest().toSpec(localName(vm), GuestImage.locate(), nicBackend);
+            Map<String, Path> replicas = endpoint.disks() == null ? Map.of() : endpoint.disks().images();
+            for (String node : req.guest().disks()) {
+                if (!replicas.containsKey(node)) {
+                    endpoint.close();
+                    return ProtectReply.error(vm, "disk " + node + " of the VM is not replicated; its backup could not be restored");
+                }
+                specBuilder.disk(node, replicas.get(node), "raw", false);
+            }
+            VmSpec spec = specBuilder.build();
             BackupGuard guard = new BackupGuard(launcher, spec, endpoint, detection);
             control.register(vm, guard::onControl);
             guard.failover().whenComplete((f, err) -> events.accept(err == null
@@ -121,7 +137,7 @@ public final class BackupService implements AutoCloseable {
                     : "VM " + vm + ": failover FAILED: " + err.getMessage()));
             vms.put(vm, new Protected(vm, endpoint, guard, window));
             events.accept("VM " + vm + " protected: replication port " + endpoint.port() + ", " + req.guest().memoryMiB() + " MiB");
-            return ProtectReply.ready(vm, endpoint.port());
+            return ProtectReply.ready(vm, endpoint.port(), endpoint.disks() == null ? Map.of() : endpoint.disks().ports());
         } catch (IOException | RuntimeException e) {
             log.warn("vm={} event=protect-refused cause=\"{}\"", vm, e.getMessage());
             return ProtectReply.error(vm, e.getMessage());

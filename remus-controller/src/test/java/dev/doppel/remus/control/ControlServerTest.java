@@ -20,7 +20,7 @@ import org.junit.jupiter.api.Test;
 /** The control channel over real sockets: messages routed by VM, hostile peers dropped alone. */
 class ControlServerTest {
     private static final GuestDescriptor GUEST = new GuestDescriptor("pc-i440fx-10.0", 256, 1,
-            Map.of("doppel.run", "dirtier"), true, List.of(new GuestDescriptor.Nic("net0", "52:54:00:00:00:01")));
+            Map.of("doppel.run", "dirtier"), true, List.of(new GuestDescriptor.Nic("net0", "52:54:00:00:00:01")), List.of());
 
     @Test
     void heartbeatsReachTheirVmAndHostileLinesOnlyDropTheirConnection() throws Exception {

@@ -94,4 +94,57 @@ class NbdEpochDiskTest {
             assertThrows(IllegalArgumentException.class, () -> d.writeZeroes(Long.MAX_VALUE, 2));
         }
     }
+
+    @Test
+    void closedEpochCommitsAloneWhileTheNextEpochStaysHeld() throws IOException {
+        int size = 8 * EpochDisk.BLOCK;
+        Path img = image(size);
+        byte[] committed = Files.readAllBytes(img);
+        try (EpochDisk d = EpochDisk.openRaw(img)) {
+            byte[] a = filled(6000, 1);
+            d.write(1000, a, 0, a.length);                 // epoch N
+            d.closeEpoch();                                // VMSTATE_SEND of N
+            byte[] b = filled(3000, 2);
+            d.write(2500, b, 0, b.length);                 // epoch N+1, overlaps N's blocks partially
+            byte[] newest = committed.clone();
+            System.arraycopy(a, 0, newest, 1000, a.length);
+            System.arraycopy(b, 0, newest, 2500, b.length);
+            assertArrayEquals(newest, readAll(d), "reads see the open epoch over the closed one");
+
+            d.commitClosed();                              // N commits: only N's bytes reach the image
+            System.arraycopy(a, 0, committed, 1000, a.length);
+            assertArrayEquals(committed, Files.readAllBytes(img));
+            assertArrayEquals(newest, readAll(d));
+
+            d.discard();                                   // N+1 never commits
+            assertArrayEquals(committed, readAll(d));
+            assertArrayEquals(committed, Files.readAllBytes(img));
+        }
+    }
+
+    @Test
+    void passThroughWritesTheImageUntilEpochsStart() throws IOException {
+        Path img = image(4 * EpochDisk.BLOCK);
+        byte[] expected = Files.readAllBytes(img);
+        try (EpochDisk d = EpochDisk.openRaw(img, true)) {
+            byte[] a = filled(5000, 3);
+            d.write(10, a, 0, a.length);
+            d.writeZeroes(3 * EpochDisk.BLOCK, 100);
+            System.arraycopy(a, 0, expected, 10, a.length);
+            Arrays.fill(expected, 3 * EpochDisk.BLOCK, 3 * EpochDisk.BLOCK + 100, (byte) 0);
+            assertArrayEquals(expected, Files.readAllBytes(img), "initial synchronisation goes straight to the image");
+            assertEquals(0, d.stats().bytesHeld());
+
+            d.startEpochs();
+            d.write(0, filled(10, 4), 0, 10);
+            assertArrayEquals(expected, Files.readAllBytes(img), "after the initial commit writes are held");
+            assertEquals(EpochDisk.BLOCK, d.stats().bytesHeld());
+        }
+    }
+
+    private static byte[] filled(int n, int seed) {
+        byte[] b = new byte[n];
+        new Random(seed).nextBytes(b);
+        return b;
+    }
 }
