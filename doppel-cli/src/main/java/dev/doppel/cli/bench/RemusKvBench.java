@@ -120,6 +120,10 @@ public final class RemusKvBench implements Callable<Integer> {
             long[] lat = window.stream().mapToLong(a -> a.ackedNanos() - a.sentNanos()).toArray();
             Percentiles p = new Percentiles(lat, lat.length);
             c.stopPuts();
+            if (c.connectionFailure() != null) {
+                throw new IllegalStateException("the KV client failed during the " + (prefix.equals("u") ? "unprotected" : "protected")
+                        + " phase: " + c.connectionFailure().getMessage());
+            }
             return new Phase(window.size() / elapsed, p.at(50) / 1e6, p.at(99) / 1e6);
         }
     }

@@ -126,9 +126,7 @@ public final class EpochDisk implements Closeable {
     public synchronized void writeZeroes(long offset, long length) throws IOException {
         checkRange("write-zeroes", offset, length);
         if (passThrough) {
-            for (long done = 0; done < length; done += BLOCK) {
-                writeImage(offset + done, ByteBuffer.wrap(ZERO_BLOCK, 0, (int) Math.min(BLOCK, length - done)));
-            }
+            zeroImage(offset, length);
             return;
         }
         forEachSpan(offset, length, (blockIndex, inBlock, n, done) -> {
@@ -260,6 +258,23 @@ public final class EpochDisk implements Closeable {
         }
         held.put(blockIndex, copy);
         return copy;
+    }
+
+    /**
+     * Zeroes a range of the image, skipping blocks that already read as zero: the initial mirror of
+     * a mostly empty disk is mostly WRITE_ZEROES (QEMU cannot know that a fresh NBD target is zero),
+     * and writing them would turn the sparse replica into a full one.
+     */
+    private void zeroImage(long offset, long length) throws IOException {
+        byte[] current = new byte[BLOCK];
+        for (long done = 0; done < length; ) {
+            int n = (int) Math.min(BLOCK - (offset + done) % BLOCK, length - done);
+            readImage(offset + done, current, 0, n);
+            if (!Arrays.equals(current, 0, n, ZERO_BLOCK, 0, n)) {
+                writeImage(offset + done, ByteBuffer.wrap(ZERO_BLOCK, 0, n));
+            }
+            done += n;
+        }
     }
 
     private void writeImage(long pos, ByteBuffer buf) throws IOException {

@@ -43,7 +43,8 @@ public final class ProtectedKvService implements AutoCloseable {
     public static final int KV_PORT = 7000;
     public static final String DISK = "data0";
     public static final String NETDEV = "net0";
-    private static final long DISK_BYTES = 64L << 20;
+    /** Room for 65,536 records of 4 KiB: a 20 s benchmark phase writes ~15,000. */
+    private static final long DISK_BYTES = 256L << 20;
 
     private final RemusTestbed bed;
     private final String name;
