@@ -7,6 +7,7 @@ import dev.doppel.remus.colo.ColoSessionException;
 import dev.doppel.remus.colo.EpochListener;
 import dev.doppel.remus.colo.ProtectedVm;
 import dev.doppel.remus.nbd.ReplicatedDisks;
+import dev.doppel.vm.Closeables;
 import java.io.IOException;
 import java.net.InetSocketAddress;
 import java.net.ServerSocket;
@@ -174,7 +175,7 @@ public final class BackupServer implements AutoCloseable {
                 // attack); dropping it keeps the committed state of the running one intact.
                 if (!sessionActive.compareAndSet(false, true)) {
                     log.warn("vm={} event=connection-refused peer={} reason=session-active", vm.name(), s.getRemoteSocketAddress());
-                    closeQuietly(s);
+                    Closeables.closeQuietly(log, s);
                     continue;
                 }
                 current = s;
@@ -204,23 +205,15 @@ public final class BackupServer implements AutoCloseable {
         @Override
         public void close() {
             endpoints.remove(vm.name(), this);
-            closeQuietly(server);
+            Closeables.closeQuietly(log, server);
             Socket s = current;
             if (s != null) {
-                closeQuietly(s);
+                Closeables.closeQuietly(log, s);
             }
             if (disks != null) {
                 disks.close();
             }
             store.close();
-        }
-    }
-
-    private static void closeQuietly(AutoCloseable c) {
-        try {
-            c.close();
-        } catch (Exception e) {
-            log.debug("close: {}", e.toString());
         }
     }
 }

@@ -2,6 +2,7 @@ package dev.doppel.remus.primary;
 
 import dev.doppel.hostnet.HostSockets;
 import dev.doppel.remus.colo.ColoMessage;
+import dev.doppel.vm.Closeables;
 import java.io.DataInputStream;
 import java.io.IOException;
 import java.io.OutputStream;
@@ -187,24 +188,13 @@ public final class CheckpointRelay implements AutoCloseable {
     @Override
     public void close() {
         closed = true;
-        closeQuietly(server);
-        closeQuietly(fromQemu);
-        closeQuietly(toBackup);
+        Closeables.closeQuietly(log, server);
+        Closeables.closeQuietly(log, fromQemu);
+        Closeables.closeQuietly(log, toBackup);
         try {
             Files.deleteIfExists(socketPath);
         } catch (IOException e) {
             log.debug("vm={} relay socket: {}", vm, e.toString());
-        }
-    }
-
-    private static void closeQuietly(AutoCloseable c) {
-        if (c == null) {
-            return;
-        }
-        try {
-            c.close();
-        } catch (Exception e) {
-            log.debug("close: {}", e.toString());
         }
     }
 }

@@ -12,6 +12,7 @@ import dev.doppel.remus.primary.PrimaryProtector;
 import dev.doppel.remus.primary.ProtectionOptions;
 import dev.doppel.remus.primary.ProtectionScope;
 import dev.doppel.remus.primary.ProtectionTarget;
+import dev.doppel.vm.Closeables;
 import dev.doppel.vm.GuestImage;
 import dev.doppel.vm.NicSpec;
 import dev.doppel.vm.VmLauncher;
@@ -196,15 +197,6 @@ public final class ProtectedKvService implements AutoCloseable {
         all.add(endpoint);
         all.add(control);
         all.add(backupServer);
-        for (AutoCloseable c : all) {
-            if (c == null) {
-                continue;
-            }
-            try {
-                c.close();
-            } catch (Exception e) {
-                log.warn("vm={} cleanup: {}", name, e.toString());
-            }
-        }
+        Closeables.closeAll(log, "vm=" + name, all);
     }
 }

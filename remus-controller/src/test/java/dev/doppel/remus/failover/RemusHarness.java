@@ -149,15 +149,6 @@ final class RemusHarness implements AutoCloseable {
         all.add(vms);
         all.add(() -> HostCommand.tryRun(List.of("ip", "link", "del", vethHostSide)));
         all.add(primaryHost);
-        for (AutoCloseable c : all) {
-            if (c == null) {
-                continue;
-            }
-            try {
-                c.close();
-            } catch (Exception e) {
-                log.warn("cleanup: {}", e.toString());
-            }
-        }
+        dev.doppel.vm.Closeables.closeAll(log, "vm=" + name, all);
     }
 }
