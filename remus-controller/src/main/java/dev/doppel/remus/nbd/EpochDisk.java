@@ -39,6 +39,14 @@ import java.util.TreeMap;
 public final class EpochDisk implements Closeable {
     public static final int BLOCK = 4096;
     private static final byte[] ZERO_BLOCK = new byte[BLOCK];
+    /**
+     * Default bound on the data an epoch may hold (open and closed epoch together). A primary whose
+     * checkpoints stopped while its disk writes go on would otherwise fill the backup's memory;
+     * beyond the bound writes fail (EIO to the primary), its mirror job aborts and protection ends.
+     */
+    public static final long DEFAULT_HELD_LIMIT_BYTES = 1L << 30;
+    /** Zeroed blocks share one array: a map entry each, so many more may be held. */
+    private static final int ZERO_ENTRIES_PER_BLOCK = 16;
 
     /**
      * A snapshot of the counters. {@code writesHeld}: write/zero/trim requests of the open epoch;
@@ -54,6 +62,7 @@ public final class EpochDisk implements Closeable {
     private TreeMap<Long, byte[]> held = new TreeMap<>();         // open epoch: block index -> full block
     private TreeMap<Long, byte[]> closedEpoch = new TreeMap<>();  // epoch whose checkpoint is in flight
     private boolean passThrough;
+    private long heldLimitBlocks = DEFAULT_HELD_LIMIT_BYTES / BLOCK;
     private long writesHeld;
     private long commits;
     private long discards;
@@ -86,6 +95,11 @@ public final class EpochDisk implements Closeable {
         }
     }
 
+    /** Bounds the bytes held in memory (open and closed epoch); see {@link #DEFAULT_HELD_LIMIT_BYTES}. */
+    public synchronized void limitHeldBytes(long bytes) {
+        heldLimitBlocks = Math.max(1, bytes / BLOCK);
+    }
+
     public Path image() {
         return image;
     }
@@ -114,6 +128,7 @@ public final class EpochDisk implements Closeable {
             writeImage(offset, ByteBuffer.wrap(src, srcOff, length));
             return;
         }
+        ensureRoom(offset, length, heldLimitBlocks);
         forEachSpan(offset, length, (blockIndex, inBlock, n, done) ->
                 System.arraycopy(src, srcOff + (int) done, writableBlock(blockIndex, inBlock == 0 && n == BLOCK), inBlock, n));
         writesHeld++;
@@ -129,6 +144,7 @@ public final class EpochDisk implements Closeable {
             zeroImage(offset, length);
             return;
         }
+        ensureRoom(offset, length, heldLimitBlocks * ZERO_ENTRIES_PER_BLOCK);
         forEachSpan(offset, length, (blockIndex, inBlock, n, done) -> {
             if (inBlock == 0 && n == BLOCK) {
                 held.put(blockIndex, ZERO_BLOCK);
@@ -293,6 +309,15 @@ public final class EpochDisk implements Closeable {
                 Arrays.fill(dst, buf.position(), off + n, (byte) 0);
                 break;
             }
+        }
+    }
+
+    /** Refuses, before changing anything, a request that could take the held blocks beyond {@code limit}. */
+    private void ensureRoom(long offset, long length, long limit) throws IOException {
+        long spanned = (offset + length + BLOCK - 1) / BLOCK - offset / BLOCK;
+        if (held.size() + closedEpoch.size() + spanned > limit) {
+            throw new IOException("the epoch buffer of " + image + " is full (" + ((long) (held.size() + closedEpoch.size()) * BLOCK >> 20)
+                    + " MiB held, no checkpoint committed them): refusing more writes");
         }
     }
 

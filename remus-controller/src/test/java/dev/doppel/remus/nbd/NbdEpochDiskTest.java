@@ -147,4 +147,23 @@ class NbdEpochDiskTest {
         new Random(seed).nextBytes(b);
         return b;
     }
+
+    @Test
+    void aFullEpochBufferRefusesWritesWithoutChangingAnything() throws IOException {
+        Path img = image(64 * EpochDisk.BLOCK);
+        byte[] before = Files.readAllBytes(img);
+        try (EpochDisk d = EpochDisk.openRaw(img)) {
+            d.limitHeldBytes(4 * EpochDisk.BLOCK);
+            d.write(0, filled(3 * EpochDisk.BLOCK, 5), 0, 3 * EpochDisk.BLOCK);
+            byte[] heldView = readAll(d);
+            IOException e = assertThrows(IOException.class, () -> d.write(10 * EpochDisk.BLOCK, new byte[2 * EpochDisk.BLOCK], 0,
+                    2 * EpochDisk.BLOCK));
+            assertEquals(true, e.getMessage().contains("epoch buffer"), e.getMessage());
+            assertArrayEquals(heldView, readAll(d));
+            assertEquals(3 * EpochDisk.BLOCK, d.stats().bytesHeld());
+            d.commit();   // a commit frees the buffer
+            d.write(10 * EpochDisk.BLOCK, new byte[2 * EpochDisk.BLOCK], 0, 2 * EpochDisk.BLOCK);
+            assertEquals(false, Arrays.equals(before, readAll(d)));
+        }
+    }
 }
