@@ -60,6 +60,13 @@ public final class RemoteFork implements AutoCloseable {
         volatile CloneStatus status = CloneStatus.RUNNING;
         volatile long pausedSinceNanos;
         volatile String failure;
+        /**
+         * The clone's migration status from its MIGRATION events. Not from query-migrate: a clone whose
+         * vCPU faulted on a missing page inside device emulation holds the BQL, and in-band QMP then
+         * hangs until the page arrives; events and out-of-band commands are served by the monitor's
+         * own thread.
+         */
+        volatile String migrationStatus = "unknown";
         final List<ClonePageSession> sessions = new CopyOnWriteArrayList<>();
         final CompletableFuture<Void> outcome = new CompletableFuture<>();
 
@@ -95,6 +102,11 @@ public final class RemoteFork implements AutoCloseable {
     void expect(String clone, RemoteHost host, MemberProcess p) {
         Remote r = new Remote(clone, host);
         r.process = p;
+        p.vm.qmp().addEventListener(e -> {
+            if (e.name().equals("MIGRATION")) {
+                r.migrationStatus = e.dataText("status");
+            }
+        });
         clones.put(clone, r);
     }
 
@@ -127,6 +139,11 @@ public final class RemoteFork implements AutoCloseable {
 
     public CloneStatus status(String clone) {
         return remote(clone).status;
+    }
+
+    /** The clone's incoming migration status as its last MIGRATION event said (e.g. postcopy-paused). */
+    public String migrationStatus(String clone) {
+        return remote(clone).migrationStatus;
     }
 
     /** Why the clone was reported failed, or null. */
@@ -237,12 +254,13 @@ public final class RemoteFork implements AutoCloseable {
                     cut.failure() == null ? "?" : cut.failure().getMessage());
         }
         PageServer live = server;
-        String migration = migrationStatus(r);
+        String migration = r.migrationStatus;
         if (!live.isClosed() && migration.equals("postcopy-paused")) {
             int port = r.host.nextPort();
             String uri = "tcp:" + r.host.address() + ":" + port;
             try {
-                r.vm.qmp().execute("migrate-recover", Map.of("uri", uri));
+                // Out of band: in-band QMP may be stuck behind a vCPU waiting for a page (see Remote).
+                r.vm.qmp().executeOob("migrate-recover", Map.of("uri", uri), Duration.ofSeconds(5));
                 ClonePageSession s = live.resume(r.name, new InetSocketAddress(r.host.address(), port));
                 r.sessions.add(s);
                 log.info("fork={} clone={} event=recovering uri={}", name, r.name, uri);
@@ -257,18 +275,12 @@ public final class RemoteFork implements AutoCloseable {
         }
     }
 
-    private static String migrationStatus(Remote r) {
-        try {
-            return r.vm.qmp().execute("query-migrate").path("status").asText("?");
-        } catch (RuntimeException e) {
-            return "unknown (" + e.getMessage() + ")";
-        }
-    }
-
     private void failAndStop(Remote r, String why) {
         r.failure = why;
         r.status = CloneStatus.FAILED;
         log.error("fork={} clone={} event=remote-clone-failed cause=\"{}\" action=stop", name, r.name, why);
+        // SIGKILL first: a clone waiting for pages cannot answer a graceful quit (its BQL may be held).
+        r.process.vm.kill();
         r.vm.kill();
         r.outcome.complete(null);
     }

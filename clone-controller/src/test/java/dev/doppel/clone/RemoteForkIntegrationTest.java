@@ -5,9 +5,18 @@ import static dev.doppel.clone.ForkFixture.nextDirtierLine;
 import static dev.doppel.clone.ForkFixture.writes;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
+import static dev.doppel.clone.ForkFixture.sh;
 
+import dev.doppel.clone.pageserver.ClonePageSession;
+import dev.doppel.clone.pageserver.PageServer;
 import dev.doppel.clone.pageserver.SessionStats;
+import java.time.Duration;
+import java.util.LinkedHashMap;
+import java.util.Map;
+import java.util.concurrent.ExecutionException;
+import java.util.concurrent.TimeUnit;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
@@ -79,11 +88,174 @@ class RemoteForkIntegrationTest {
             // The dirtier's working set is 16 MiB (4,096 pages); the kernel and agent touch a few more.
             assertTrue(s.pagesSent() > 4096 && s.pagesSent() < total / 4, c.name() + " fetched " + s.pagesSent());
         }
-        c(r).forEach(ForkableVm::kill);
+        r.clones().forEach(ForkableVm::kill);
         assertTrue(parent.isRunning());
     }
 
-    private static List<ForkableVm> c(RemoteForkService.RemoteForkResult r) {
-        return r.clones();
+    @Test
+    void idleRemoteCloneFetchesLittleHasItsOwnIdentityAndBecomesIndependentOnFinish() throws Exception {
+        fx = new ForkFixture(tmp, ForkFixture.options(tmp));
+        hosts = new RemoteHosts(1);
+        ForkableVm parent = fx.startIdle("rc-idle", fx.dataDisk("rc-idle"));
+        sh(parent, "echo before > /tmp/before");
+
+        RemoteForkService.RemoteForkResult r = fx.controller.forkRemote(parent, 1, hosts.hosts);
+        ForkableVm clone = r.clones().get(0);
+        clone.identity().get(120, TimeUnit.SECONDS);
+        assertEquals("before\n", sh(clone, "cat /tmp/before"));
+        assertEquals(clone.address().ip(), sh(clone, "ip -4 -o addr show dev eth0 | awk '{print $4}' | cut -d/ -f1").trim());
+        assertEquals(clone.address().mac(), sh(clone, "cat /sys/class/net/eth0/address").trim());
+        assertEquals(clone.name(), sh(clone, "hostname").trim());
+        // The clone network spans the hosts: the remote clone and the parent reach each other.
+        sh(clone, "ping -c 2 -W 3 " + parent.address().ip() + " >/dev/null");
+        sh(parent, "ping -c 2 -W 3 " + clone.address().ip() + " >/dev/null");
+
+        Thread.sleep(3000);   // idle for a while: the guest kernel's own background activity
+        SessionStats s = r.remote().stats(clone.name());
+        long total = r.remote().totalPages();
+        System.out.printf("idle %s: %s of %d pages (%.1f %%)%n", clone.name(), s, total, 100.0 * s.pagesSent() / total);
+        assertTrue(s.pagesSent() < total / 10, "an idle clone fetched " + s.pagesSent() + " of " + total + " pages");
+
+        // Clean end: the rest is pushed (zero pages skipped), then the clone needs no page server.
+        long t0 = System.nanoTime();
+        r.remote().finish(clone.name()).get(60, TimeUnit.SECONDS);
+        System.out.printf("finish: %.0f ms, %s%n", (System.nanoTime() - t0) / 1e6, r.remote().stats(clone.name()));
+        assertEquals(RemoteFork.CloneStatus.INDEPENDENT, r.remote().status(clone.name()));
+        assertEquals("completed", clone.qmp().execute("query-migrate").path("status").asText());
+        r.remote().killPageServer();
+        assertEquals("ok\n", sh(clone, "cat /tmp/before >/dev/null && echo ok"));
+        assertEquals(0, ForkFixture.shStatus(clone, "dd if=/dev/urandom of=/tmp/fill bs=1M count=32 2>/dev/null"));
+        assertTrue(clone.isRunning());
+    }
+
+    @Test
+    void killedPageServerIsReplacedAndTheClonesResumeWithMigrateRecover() throws Exception {
+        fx = new ForkFixture(tmp, ForkFixture.options(tmp));
+        hosts = new RemoteHosts(2);
+        ForkableVm parent = fx.startDirtier("rc-rec", 16, 20000, fx.dataDisk("rc-rec"));
+        RemoteForkService.RemoteForkResult r = fx.controller.forkRemote(parent, 2, hosts.hosts);
+        for (ForkableVm c : r.clones()) {
+            nextDirtierLine(c.console(), 0);
+        }
+        r.remote().killPageServer();
+        for (ForkableVm c : r.clones()) {
+            awaitMigrationStatus(r.remote(), c, "postcopy-paused", 20);
+        }
+        Thread.sleep(1000);   // the clones wait paused; then a new page server comes up
+        r.remote().restartPageServer();
+        for (ForkableVm c : r.clones()) {
+            awaitStatus(r.remote(), c, RemoteFork.CloneStatus.RUNNING, 20);
+        }
+        List<CompletableFuture<Long>> watches = new ArrayList<>();
+        for (ForkableVm vm : List.of(parent, r.clones().get(0), r.clones().get(1))) {
+            watches.add(CompletableFuture.supplyAsync(() -> {
+                try {
+                    return assertCleanFor(vm, 10);
+                } catch (Exception e) {
+                    throw new AssertionError(e);
+                }
+            }));
+        }
+        watches.forEach(CompletableFuture::join);
+        for (ForkableVm c : r.clones()) {
+            assertEquals("postcopy-active", c.qmp().execute("query-migrate").path("status").asText());
+            System.out.printf("recovered %s: %s%n", c.name(), r.remote().stats(c.name()));
+        }
+    }
+
+    @Test
+    void cloneWhosePageServerNeverComesBackIsReportedFailedAndStopped() throws Exception {
+        fx = new ForkFixture(tmp, ForkFixture.options(tmp).withRemoteRecoverTimeout(Duration.ofSeconds(3)));
+        hosts = new RemoteHosts(1);
+        ForkableVm parent = fx.startDirtier("rc-gone", 16, 20000, fx.dataDisk("rc-gone"));
+        RemoteForkService.RemoteForkResult r = fx.controller.forkRemote(parent, 1, hosts.hosts);
+        ForkableVm clone = r.clones().get(0);
+        nextDirtierLine(clone.console(), 0);
+        long pid = clone.pid();
+
+        r.remote().killPageServer();
+        long t0 = System.nanoTime();
+        r.remote().ended(clone.name()).get(30, TimeUnit.SECONDS);
+        double ms = (System.nanoTime() - t0) / 1e6;
+        assertEquals(RemoteFork.CloneStatus.FAILED, r.remote().status(clone.name()));
+        String why = r.remote().failure(clone.name());
+        assertTrue(why.contains(clone.name()) && why.contains("no page server came back"), why);
+        assertTrue(ms >= 3000 && ms < 15000, "failed after " + ms + " ms, recover timeout 3000 ms");
+        assertFalse(clone.isRunning());
+        assertFalse(ProcessHandle.of(pid).map(ProcessHandle::isAlive).orElse(false), "clone QEMU " + pid + " still alive");
+        assertEquals(-1, clone.exitCode().get(5, TimeUnit.SECONDS));
+        assertTrue(parent.isRunning());
+        assertCleanFor(parent, 6);
+    }
+
+    @Test
+    void badPageRequestsFailOnlyTheirOwnConnection() throws Exception {
+        fx = new ForkFixture(tmp, ForkFixture.options(tmp));
+        hosts = new RemoteHosts(1);
+        ForkableVm parent = fx.startDirtier("rc-bad", 16, 20000, fx.dataDisk("rc-bad"));
+        RemoteForkService.RemoteForkResult r = fx.controller.forkRemote(parent, 1, hosts.hosts);
+        ForkableVm clone = r.clones().get(0);
+        nextDirtierLine(clone.console(), 0);
+        PageServer server = r.remote().pageServer();
+
+        Map<String, byte[]> hostile = new LinkedHashMap<>();
+        hostile.put("rc-hostile-block", HostileDestination.requestPagesId("no.such.block", 0, 4096));
+        hostile.put("rc-hostile-range", HostileDestination.requestPagesId("pc.ram", 1L << 40, 4096));
+        hostile.put("rc-hostile-unaligned", HostileDestination.requestPagesId("pc.ram", 100, 4096));
+        hostile.put("rc-hostile-garbage", new byte[] {0x77, 0x77, 0, 4, 1, 2, 3, 4});
+        Map<String, String> expected = Map.of(
+                "rc-hostile-block", "unknown RAM block 'no.such.block'",
+                "rc-hostile-range", "which has 0x10000000 bytes",
+                "rc-hostile-unaligned", "page-aligned",
+                "rc-hostile-garbage", "message type 30583");
+        for (Map.Entry<String, byte[]> h : hostile.entrySet()) {
+            try (HostileDestination peer = HostileDestination.listen(h.getValue())) {
+                ClonePageSession s = server.serve(h.getKey(), peer.address());
+                ExecutionException e = assertThrows(ExecutionException.class, () -> s.completed().get(20, TimeUnit.SECONDS));
+                String m = e.getCause().getMessage();
+                assertEquals(ClonePageSession.State.FAILED, s.state());
+                assertTrue(m.contains(h.getKey()) && m.contains(expected.get(h.getKey())), m);
+                System.out.println("hostile: " + m);
+            }
+        }
+        // The real clone and the parent never noticed.
+        assertEquals(ClonePageSession.State.SERVING, server.session(clone.name()).state());
+        assertEquals(RemoteFork.CloneStatus.RUNNING, r.remote().status(clone.name()));
+        List<CompletableFuture<Long>> watches = new ArrayList<>();
+        for (ForkableVm vm : List.of(parent, clone)) {
+            watches.add(CompletableFuture.supplyAsync(() -> {
+                try {
+                    return assertCleanFor(vm, 6);
+                } catch (Exception e) {
+                    throw new AssertionError(e);
+                }
+            }));
+        }
+        watches.forEach(CompletableFuture::join);
+    }
+
+    /** From MIGRATION events: in-band query-migrate can hang while a paused clone's vCPU holds the BQL. */
+    private static void awaitMigrationStatus(RemoteFork f, ForkableVm vm, String status, int seconds) throws InterruptedException {
+        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(seconds);
+        String last = "";
+        while (System.nanoTime() < deadline) {
+            last = f.migrationStatus(vm.name());
+            if (last.equals(status)) {
+                return;
+            }
+            Thread.sleep(50);
+        }
+        throw new AssertionError(vm.name() + ": migration status " + last + ", not " + status + " after " + seconds + " s");
+    }
+
+    private static void awaitStatus(RemoteFork f, ForkableVm vm, RemoteFork.CloneStatus status, int seconds) throws InterruptedException {
+        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(seconds);
+        while (System.nanoTime() < deadline) {
+            if (f.status(vm.name()) == status) {
+                return;
+            }
+            Thread.sleep(50);
+        }
+        throw new AssertionError(vm.name() + ": " + f.status(vm.name()) + ", not " + status + " after " + seconds + " s");
     }
 }
