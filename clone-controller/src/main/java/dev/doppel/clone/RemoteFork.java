@@ -67,6 +67,8 @@ public final class RemoteFork implements AutoCloseable {
          * own thread.
          */
         volatile String migrationStatus = "unknown";
+        /** System.nanoTime() when the clone's guest first ran (0 before). */
+        volatile long runningSinceNanos;
         final List<ClonePageSession> sessions = new CopyOnWriteArrayList<>();
         final CompletableFuture<Void> outcome = new CompletableFuture<>();
 
@@ -116,6 +118,15 @@ public final class RemoteFork implements AutoCloseable {
         ClonePageSession s = server.serve(clone, new InetSocketAddress(r.host.address(), port));
         r.sessions.add(s);
         return s;
+    }
+
+    void markRunning(String clone) {
+        remote(clone).runningSinceNanos = System.nanoTime();
+    }
+
+    /** {@link System#nanoTime()} at which the clone's guest started to run (after its device state loaded). */
+    public long runningSinceNanos(String clone) {
+        return remote(clone).runningSinceNanos;
     }
 
     /** The clones run: start guarding them. */

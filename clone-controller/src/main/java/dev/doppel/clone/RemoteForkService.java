@@ -142,6 +142,7 @@ public final class RemoteForkService {
                 try {
                     s.serving().get(timeout.toMillis(), TimeUnit.MILLISECONDS);
                     awaitRunning(name, qmp, timeout);
+                    remote.markRunning(name);
                 } catch (Exception e) {
                     throw new ForkException(name, "clone did not start from the page server", ForkService.unwrap(e));
                 }
