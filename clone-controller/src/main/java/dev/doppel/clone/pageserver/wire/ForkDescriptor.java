@@ -212,6 +212,7 @@ public final class ForkDescriptor {
                     case WireFormat.RAM_PAGE -> {
                         byte[] block = block(at, flags);
                         checkPage(at, block, addr);
+                        need(WireFormat.PAGE_SIZE, "page data");
                         in.get(block, (int) addr, WireFormat.PAGE_SIZE);
                     }
                     case WireFormat.RAM_MULTIFD_FLUSH -> { }
