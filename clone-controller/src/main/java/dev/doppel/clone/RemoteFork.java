@@ -139,6 +139,10 @@ public final class RemoteFork implements AutoCloseable {
                     r.status = CloneStatus.ENDED;
                 }
                 r.outcome.complete(null);
+                if (clones.values().stream().allMatch(c -> c.outcome.isDone())) {
+                    // The last remote clone is gone: nobody needs the pages (or the generation) any more.
+                    CompletableFuture.runAsync(this::close);
+                }
             });
         }
         guard.scheduleWithFixedDelay(this::check, GUARD_PERIOD.toMillis(), GUARD_PERIOD.toMillis(), TimeUnit.MILLISECONDS);

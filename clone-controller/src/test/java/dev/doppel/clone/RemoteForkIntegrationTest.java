@@ -11,6 +11,7 @@ import static dev.doppel.clone.ForkFixture.sh;
 
 import dev.doppel.clone.pageserver.ClonePageSession;
 import dev.doppel.clone.pageserver.PageServer;
+import dev.doppel.clone.pageserver.PageServerOptions;
 import dev.doppel.clone.pageserver.SessionStats;
 import java.time.Duration;
 import java.util.LinkedHashMap;
@@ -126,6 +127,34 @@ class RemoteForkIntegrationTest {
         assertEquals("ok\n", sh(clone, "cat /tmp/before >/dev/null && echo ok"));
         assertEquals(0, ForkFixture.shStatus(clone, "dd if=/dev/urandom of=/tmp/fill bs=1M count=32 2>/dev/null"));
         assertTrue(clone.isRunning());
+    }
+
+    @Test
+    void backgroundPushMakesACloneIndependentWhileItRuns() throws Exception {
+        fx = new ForkFixture(tmp, ForkFixture.options(tmp).withPageServer(PageServerOptions.defaults().withBackgroundPush(true)));
+        hosts = new RemoteHosts(1);
+        ForkableVm parent = fx.startDirtier("rc-push", 16, 20000, fx.dataDisk("rc-push"));
+        RemoteForkService.RemoteForkResult r = fx.controller.forkRemote(parent, 1, hosts.hosts);
+        ForkableVm clone = r.clones().get(0);
+        try {
+            assertCleanFor(clone, 8);
+        } catch (java.util.concurrent.TimeoutException | AssertionError e) {
+            throw new AssertionError(e.getMessage() + "; page server: " + r.remote().stats(clone.name()) + ", session "
+                    + r.remote().pageServer().session(clone.name()).state() + ", migration " + r.remote().migrationStatus(clone.name())
+                    + ", QEMU log: " + clone.process().vm.qemuLogTail(), e);
+        }
+        SessionStats s = r.remote().stats(clone.name());
+        System.out.printf("push %s: %s%n", clone.name(), s);
+        assertTrue(s.pagesPushed() > 0, "nothing pushed: " + s);
+        assertTrue(s.pagesRequested() > 0, "the clone still asked for the pages it touched first: " + s);
+        // Everything non-zero has been sent (or is about to be): the clean end is then only END + EOF.
+        r.remote().finish(clone.name()).get(60, TimeUnit.SECONDS);
+        assertEquals(RemoteFork.CloneStatus.INDEPENDENT, r.remote().status(clone.name()));
+        r.remote().killPageServer();
+        assertCleanFor(clone, 4);
+        // Nothing is fetched twice: a duplicate page would have made the destination exit.
+        assertTrue(clone.isRunning());
+        assertEquals(s.pagesRequested() + s.pagesPushed(), s.pagesSent());
     }
 
     @Test
