@@ -1,5 +1,6 @@
 package dev.doppel.clone;
 
+import dev.doppel.clone.net.RemoteHost;
 import dev.doppel.vm.VmLauncher;
 import dev.doppel.vm.VmSpec;
 import java.io.IOException;
@@ -18,6 +19,7 @@ public final class CloneController implements AutoCloseable {
     private final VmLauncher launcher;
     private final ForkOptions options;
     private final ForkService forks = new ForkService();
+    private final RemoteForkService remoteForks;
     private final Map<String, ForkFamily> families = new ConcurrentHashMap<>();
     private final ExecutorService guestCallExecutor = Executors.newCachedThreadPool(r -> {
         Thread t = new Thread(r, "guest-calls");
@@ -28,6 +30,7 @@ public final class CloneController implements AutoCloseable {
     public CloneController(VmLauncher launcher, ForkOptions options) {
         this.launcher = launcher;
         this.options = options;
+        this.remoteForks = new RemoteForkService(forks, options.pageServer(), options.remoteRecoverTimeout());
     }
 
     /** Boots a VM that can fork (RAM on a shared tmpfs file, NIC on its own isolated network). */
@@ -54,6 +57,18 @@ public final class CloneController implements AutoCloseable {
 
     public ForkResult fork(ForkableVm vm, int n) {
         ForkResult r = forks.fork(vm, n);
+        for (ForkableVm clone : r.clones()) {
+            clone.routeGuestCallsQuietly(new GuestCalls(forks, clone, guestCallExecutor));
+        }
+        return r;
+    }
+
+    /**
+     * Forks {@code vm} into {@code n} clones on other hosts ({@link RemoteForkService}); they fetch
+     * memory from the fork's page server on first touch.
+     */
+    public RemoteForkService.RemoteForkResult forkRemote(ForkableVm vm, int n, List<RemoteHost> hosts) {
+        RemoteForkService.RemoteForkResult r = remoteForks.fork(vm, n, hosts);
         for (ForkableVm clone : r.clones()) {
             clone.routeGuestCallsQuietly(new GuestCalls(forks, clone, guestCallExecutor));
         }

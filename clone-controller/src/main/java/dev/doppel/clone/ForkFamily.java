@@ -44,6 +44,8 @@ public final class ForkFamily implements AutoCloseable {
     private final AtomicInteger forkNumbers = new AtomicInteger();
     private final AtomicInteger processNumbers = new AtomicInteger();
     private final Map<String, ForkableVm> members = new ConcurrentHashMap<>();
+    /** Closed with the family after its members: page servers and clone-network segments on other hosts. */
+    private final List<AutoCloseable> attachments = new java.util.concurrent.CopyOnWriteArrayList<>();
     private final ExecutorService background;
     private volatile boolean closing;
     private volatile boolean closed;
@@ -108,12 +110,23 @@ public final class ForkFamily implements AutoCloseable {
      */
     MemberProcess startProcess(String member, CloneAddress address, MemoryBackend memory, GenerationFile gen, DiskImage disk,
                                boolean tapUp, boolean incoming, boolean isClone) {
+        return startProcess(member, address, memory, gen, disk, tapUp, incoming, isClone, network, incoming);
+    }
+
+    /**
+     * As above, on a given part of the clone network ({@code net}: the family's own namespace, or its
+     * segment on another host) and with {@code -S} only when {@code paused}: a postcopy destination
+     * starts the guest itself when the source says RUN.
+     */
+    MemberProcess startProcess(String member, CloneAddress address, MemoryBackend memory, GenerationFile gen, DiskImage disk,
+                               boolean tapUp, boolean incoming, boolean isClone, CloneNetwork net, boolean paused) {
         String processName = member + "." + processNumbers.incrementAndGet();
-        String tap = network.newTap(tapUp);
+        String tap = net.newTap(tapUp);
         try {
             VmSpec.Builder b = template.toBuilder().name(processName).memory(memory)
+                    .netns(net.namespace())
                     .nic("net0", address.mac(), new NicSpec.Netdev.Tap(tap))
-                    .incomingDefer(incoming).startPaused(incoming);
+                    .incomingDefer(incoming).startPaused(paused);
             if (disk != null) {
                 b.disk("disk0", disk.path(), disk.format(), false);
             }
@@ -124,9 +137,9 @@ public final class ForkFamily implements AutoCloseable {
                 b.extraArgument(options.cloneExtraArguments().toArray(String[]::new));
             }
             VmProcess vm = launcher.start(b.build());
-            return new MemberProcess(vm, tap, disk, gen, memory instanceof MemoryBackend.File f && f.share(), network);
+            return new MemberProcess(vm, tap, disk, gen, memory instanceof MemoryBackend.File f && f.share(), net);
         } catch (RuntimeException e) {
-            network.removeTap(tap);
+            net.removeTap(tap);
             if (disk != null) {
                 disk.release();
             }
@@ -147,6 +160,11 @@ public final class ForkFamily implements AutoCloseable {
         }
         overlay.acquire();
         return overlay;
+    }
+
+    /** Something to close with the family, after its members (a page server, a network segment). */
+    void attach(AutoCloseable resource) {
+        attachments.add(resource);
     }
 
     int nextForkNumber() {
@@ -224,6 +242,15 @@ public final class ForkFamily implements AutoCloseable {
             }
         }
         members.clear();
+        List<AutoCloseable> lastFirst = new java.util.ArrayList<>(attachments);
+        java.util.Collections.reverse(lastFirst);
+        for (AutoCloseable a : lastFirst) {
+            try {
+                a.close();
+            } catch (Exception e) {
+                log.warn("family={} cannot close {}: {}", name, a, e.getMessage());
+            }
+        }
         network.close();
         deleteTree(generations.directory());
         if (!options.keepOverlays()) {

@@ -1,5 +1,6 @@
 package dev.doppel.clone;
 
+import dev.doppel.clone.pageserver.PageServerOptions;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.List;
@@ -16,11 +17,23 @@ import java.util.List;
  * @param cloneTcgCacheMiB  TCG translation cache per clone (0 = QEMU's default); clones run short
  * @param stepTimeout       bound for each migration step of a fork or reshare
  * @param cloneExtraArguments extra QEMU arguments for clone processes only (diagnostics, e.g. tracing)
+ * @param pageServer        page server settings for remote clones
+ * @param remoteRecoverTimeout how long a remote clone whose page server vanished waits for a new one
+ *                          before it is reported failed and stopped
  */
 public record ForkOptions(int maxClones, Path memoryDir, Path diskDir, boolean reshareAfterFork, boolean keepOverlays,
-                          int cloneTcgCacheMiB, Duration stepTimeout, List<String> cloneExtraArguments) {
+                          int cloneTcgCacheMiB, Duration stepTimeout, List<String> cloneExtraArguments,
+                          PageServerOptions pageServer, Duration remoteRecoverTimeout) {
+    public static final Duration DEFAULT_RECOVER_TIMEOUT = Duration.ofSeconds(30);
+
     public ForkOptions {
         cloneExtraArguments = List.copyOf(cloneExtraArguments);
+    }
+
+    public ForkOptions(int maxClones, Path memoryDir, Path diskDir, boolean reshareAfterFork, boolean keepOverlays,
+                       int cloneTcgCacheMiB, Duration stepTimeout, List<String> cloneExtraArguments) {
+        this(maxClones, memoryDir, diskDir, reshareAfterFork, keepOverlays, cloneTcgCacheMiB, stepTimeout, cloneExtraArguments,
+                PageServerOptions.defaults(), DEFAULT_RECOVER_TIMEOUT);
     }
 
     public ForkOptions(int maxClones, Path memoryDir, Path diskDir, boolean reshareAfterFork, boolean keepOverlays,
@@ -35,18 +48,31 @@ public record ForkOptions(int maxClones, Path memoryDir, Path diskDir, boolean r
 
     public ForkOptions withCloneExtraArguments(String... args) {
         return new ForkOptions(maxClones, memoryDir, diskDir, reshareAfterFork, keepOverlays, cloneTcgCacheMiB, stepTimeout,
-                List.of(args));
+                List.of(args), pageServer, remoteRecoverTimeout);
     }
 
     public ForkOptions withMaxClones(int n) {
-        return new ForkOptions(n, memoryDir, diskDir, reshareAfterFork, keepOverlays, cloneTcgCacheMiB, stepTimeout, cloneExtraArguments);
+        return new ForkOptions(n, memoryDir, diskDir, reshareAfterFork, keepOverlays, cloneTcgCacheMiB, stepTimeout,
+                cloneExtraArguments, pageServer, remoteRecoverTimeout);
     }
 
     public ForkOptions withReshareAfterFork(boolean b) {
-        return new ForkOptions(maxClones, memoryDir, diskDir, b, keepOverlays, cloneTcgCacheMiB, stepTimeout, cloneExtraArguments);
+        return new ForkOptions(maxClones, memoryDir, diskDir, b, keepOverlays, cloneTcgCacheMiB, stepTimeout,
+                cloneExtraArguments, pageServer, remoteRecoverTimeout);
     }
 
     public ForkOptions withKeepOverlays(boolean b) {
-        return new ForkOptions(maxClones, memoryDir, diskDir, reshareAfterFork, b, cloneTcgCacheMiB, stepTimeout, cloneExtraArguments);
+        return new ForkOptions(maxClones, memoryDir, diskDir, reshareAfterFork, b, cloneTcgCacheMiB, stepTimeout,
+                cloneExtraArguments, pageServer, remoteRecoverTimeout);
+    }
+
+    public ForkOptions withPageServer(PageServerOptions o) {
+        return new ForkOptions(maxClones, memoryDir, diskDir, reshareAfterFork, keepOverlays, cloneTcgCacheMiB, stepTimeout,
+                cloneExtraArguments, o, remoteRecoverTimeout);
+    }
+
+    public ForkOptions withRemoteRecoverTimeout(Duration d) {
+        return new ForkOptions(maxClones, memoryDir, diskDir, reshareAfterFork, keepOverlays, cloneTcgCacheMiB, stepTimeout,
+                cloneExtraArguments, pageServer, d);
     }
 }

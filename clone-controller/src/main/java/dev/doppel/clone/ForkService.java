@@ -65,6 +65,21 @@ public final class ForkService {
         return t;
     });
 
+    /** Clones on this host: private read-only mapping of the generation file, descriptor from a file. */
+    static final ClonePlacement LOCAL = new ClonePlacement() {
+        @Override
+        public MemberProcess prestart(ForkableVm parent, String name, CloneAddress address, MemberProcess src, int k) {
+            return startIncoming(parent, name, address, src, true);
+        }
+
+        @Override
+        public CompletableFuture<Void> start(ForkableVm parent, String name, MemberProcess p, int k, Path descriptor,
+                                             Duration timeout) {
+            return MigrationSteps.incomingAsync(parent.name(), p.vm.qmp(), "file:" + descriptor, timeout)
+                    .thenRun(() -> p.vm.qmp().execute("cont"));
+        }
+    };
+
     /**
      * Pre-starts the processes for a fork of {@code vm} into {@code n} clones, so that the fork itself
      * only moves device state. Returns the time it took in ms.
@@ -92,6 +107,11 @@ public final class ForkService {
      * @throws IllegalArgumentException for n out of range
      */
     public ForkResult fork(ForkableVm vm, int n) {
+        return fork(vm, n, LOCAL);
+    }
+
+    /** A fork whose clones run where {@code placement} puts them (pre-started within this request unless local). */
+    ForkResult fork(ForkableVm vm, int n, ClonePlacement placement) {
         long tRequest = System.nanoTime();
         validate(vm, n);
         awaitReshare(vm);
@@ -101,8 +121,14 @@ public final class ForkService {
             reshareIfPrivate(vm);
             MemberProcess src = vm.process();
             long tPre = System.nanoTime();
-            ProcessPool pool = poolFor(vm, n);
-            pools.remove(vm);
+            ProcessPool pool;
+            if (placement == LOCAL) {
+                pool = poolFor(vm, n);
+                pools.remove(vm);
+            } else {
+                pool = new ProcessPool(vm.family().nextForkNumber(), src.generation, src.disk);
+                fill(vm, pool, n, placement);
+            }
             double prestartMs = (System.nanoTime() - tPre) / 1e6;
             List<MemberProcess> surplus = new ArrayList<>(pool.cloneSlots.subList(n, pool.cloneSlots.size()));
             pool.cloneSlots.subList(n, pool.cloneSlots.size()).clear();
@@ -135,14 +161,17 @@ public final class ForkService {
             reconnectAgent(vm);
 
             List<CompletableFuture<Void>> starts = new ArrayList<>();
-            for (MemberProcess c : pool.cloneSlots) {
-                starts.add(MigrationSteps.incomingAsync(vm.name(), c.vm.qmp(), "file:" + descriptor, timeout)
-                        .thenRun(() -> c.vm.qmp().execute("cont")));
-            }
             try {
+                placement.descriptorReady(vm, pool.forkNumber, descriptor, src.generation);
+                for (int k = 1; k <= pool.cloneSlots.size(); k++) {
+                    starts.add(placement.start(vm, cloneName(vm, pool.forkNumber, k), pool.cloneSlots.get(k - 1), k,
+                            descriptor, timeout));
+                }
                 CompletableFuture.allOf(starts.toArray(CompletableFuture[]::new)).get(timeout.toMillis(), TimeUnit.MILLISECONDS);
             } catch (Exception e) {
                 pool.discard();
+                placement.aborted(vm, pool.forkNumber);
+                sizeAndDelete(descriptor);
                 retire(vm, src);
                 throw new ForkException(vm.name(), "fork " + pool.forkNumber + ": a clone failed to start; its clones were"
                         + " removed, the parent runs on", unwrap(e));
@@ -161,6 +190,7 @@ public final class ForkService {
                 clones.add(clone);
             }
             pool.cloneSlots.clear();
+            placement.forked(vm, pool.forkNumber, clones);
             log.info("vm={} event=forked fork={} clones={} pause_ms={} fork_ms={} prestart_ms={} descriptor_bytes={}",
                     vm.name(), pool.forkNumber, n, fmt(pauseMs), fmt(forkMs), fmt(prestartMs), descriptorBytes);
             applyIdentities(clones);
@@ -200,12 +230,12 @@ public final class ForkService {
             pool = new ProcessPool(vm.family().nextForkNumber(), src.generation, src.disk);
             pools.put(vm, pool);
         }
-        fill(vm, pool, n);
+        fill(vm, pool, n, LOCAL);
         return pool;
     }
 
     /** Starts the missing processes of a pool, a few at a time (QEMU start-up is mostly waiting). */
-    private void fill(ForkableVm vm, ProcessPool pool, int n) {
+    private void fill(ForkableVm vm, ProcessPool pool, int n, ClonePlacement placement) {
         MemberProcess src = vm.process();
         List<Future<MemberProcess>> started = new ArrayList<>();
         Future<MemberProcess> parentSlot = pool.parentSlot == null
@@ -213,7 +243,8 @@ public final class ForkService {
         for (int k = pool.cloneSlots.size() + 1; k <= n; k++) {
             CloneAddress address = new CloneAddress(pool.forkNumber, k);
             String name = cloneName(vm, pool.forkNumber, k);
-            started.add(starter.submit(() -> startIncoming(vm, name, address, src, true)));
+            int cloneIndex = k;
+            started.add(starter.submit(() -> placement.prestart(vm, name, address, src, cloneIndex)));
         }
         RuntimeException failure = null;
         if (parentSlot != null) {
@@ -284,7 +315,7 @@ public final class ForkService {
                     "ip", clone.address().cidr(),
                     "mac", clone.address().mac(),
                     "seed", HexFormat.of().formatHex(seed)), IDENTITY_TIMEOUT);
-            clone.family().network().tapUp(clone.process().tap);
+            clone.process().tapUp();
             clone.identity().complete(null);
             log.debug("vm={} event=identity-set ip={} mac={}", clone.name(), clone.address().ip(), clone.address().mac());
         } catch (IOException | TimeoutException | RuntimeException e) {
@@ -385,7 +416,7 @@ public final class ForkService {
         }
     }
 
-    private static String cloneName(ForkableVm vm, int forkNumber, int k) {
+    static String cloneName(ForkableVm vm, int forkNumber, int k) {
         return vm.family().name() + "-f" + forkNumber + "c" + k;
     }
 
@@ -399,7 +430,7 @@ public final class ForkService {
         }
     }
 
-    private static Throwable unwrap(Throwable e) {
+    static Throwable unwrap(Throwable e) {
         while ((e instanceof ExecutionException || e instanceof java.util.concurrent.CompletionException) && e.getCause() != null) {
             e = e.getCause();
         }

@@ -33,6 +33,11 @@ final class MemberProcess implements AutoCloseable {
         this.network = network;
     }
 
+    /** Brings this process's tap up on whichever part of the clone network it lives on. */
+    void tapUp() {
+        network.tapUp(tap);
+    }
+
     @Override
     public void close() {
         if (closed) {

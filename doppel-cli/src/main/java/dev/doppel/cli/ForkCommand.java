@@ -5,6 +5,9 @@ import dev.doppel.clone.ExampleDataSet;
 import dev.doppel.clone.ForkOptions;
 import dev.doppel.clone.ForkResult;
 import dev.doppel.clone.ForkableVm;
+import dev.doppel.clone.RemoteFork;
+import dev.doppel.clone.RemoteForkService;
+import dev.doppel.clone.net.RemoteHost;
 import dev.doppel.hostnet.HostCommand;
 import dev.doppel.vm.GuestImage;
 import dev.doppel.vm.VmLauncher;
@@ -12,6 +15,8 @@ import dev.doppel.vm.VmSpec;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
 import java.util.Map;
 import java.util.concurrent.Callable;
 import java.util.regex.Pattern;
@@ -34,28 +39,61 @@ public final class ForkCommand {
         @Option(names = "--mem", defaultValue = "256", description = "guest RAM in MiB (default ${DEFAULT-VALUE})") long memMiB;
         @Option(names = "--run", defaultValue = "dirtier", description = "guest workload (default ${DEFAULT-VALUE})") String run;
         @Option(names = "--seconds", defaultValue = "10", description = "how long to watch the clones (default ${DEFAULT-VALUE})") int seconds;
+        @Option(names = "--name", description = "the parent VM's name (default fork<pid>)") String vmName;
+        @Option(names = "--host", split = ",", paramLabel = "H",
+                description = "run the clones on these other hosts (round-robin), fed by the page server; a host here is a"
+                        + " network namespace dpr-H created for the run") List<String> hosts = new ArrayList<>();
         @Mixin AccelOption accel;
 
         @Override
         public Integer call() throws Exception {
+            List<RemoteHost> remoteHosts = new ArrayList<>();
+            try {
+                for (String h : hosts) {
+                    remoteHosts.add(RemoteHost.create("dpr-" + h));
+                }
+                return run(remoteHosts);
+            } finally {
+                remoteHosts.forEach(RemoteHost::close);
+            }
+        }
+
+        private Integer run(List<RemoteHost> remoteHosts) throws Exception {
             VmLauncher launcher = VmLauncher.create(accel.forced());
             Path work = Files.createTempDirectory("doppel-fork");
             Path disk = work.resolve("disk.qcow2");
             HostCommand.run("qemu-img", "create", "-q", "-f", "qcow2", disk.toString(), "64M");
-            String name = "fork" + ProcessHandle.current().pid();
+            String name = vmName != null ? vmName : "fork" + ProcessHandle.current().pid();
             VmSpec spec = VmLauncher.guestSpec(name, GuestImage.locate(), run, Map.of("doppel.dirty_rate", "2000")).memoryMiB(memMiB).build();
             try (CloneController controller = new CloneController(launcher, ForkOptions.defaults())) {
                 ForkableVm parent = controller.start(spec, disk, "qcow2");
                 parent.console().awaitLine(Pattern.compile("DOPPEL-READY"), Duration.ofSeconds(120));
                 System.out.printf("parent %s running at %s (pid %d)%n", parent.name(), parent.address().ip(), parent.pid());
-                ForkResult r = controller.fork(parent, clones);
+                RemoteFork remote = null;
+                ForkResult r;
+                if (remoteHosts.isEmpty()) {
+                    r = controller.fork(parent, clones);
+                } else {
+                    RemoteForkService.RemoteForkResult rr = controller.forkRemote(parent, clones, remoteHosts);
+                    r = rr.fork();
+                    remote = rr.remote();
+                }
                 System.out.printf("forked into %d clones in %.1f ms (parent paused %.1f ms, descriptor %d bytes)%n",
                         clones, r.forkMs(), r.parentPauseMs(), r.descriptorBytes());
-                System.out.printf("%-24s %-14s %-18s %8s%n", "CLONE", "IP", "MAC", "PID");
-                for (ForkableVm c : r.clones()) {
-                    System.out.printf("%-24s %-14s %-18s %8d%n", c.name(), c.address().ip(), c.address().mac(), c.pid());
+                System.out.printf("%-24s %-14s %-18s %8s %-22s%n", "CLONE", "IP", "MAC", "PID", "HOST");
+                for (int k = 0; k < r.clones().size(); k++) {
+                    ForkableVm c = r.clones().get(k);
+                    String host = remoteHosts.isEmpty() ? "local" : remoteHosts.get(k % remoteHosts.size()).name();
+                    System.out.printf("%-24s %-14s %-18s %8d %-22s%n", c.name(), c.address().ip(), c.address().mac(), c.pid(), host);
                 }
                 Thread.sleep(seconds * 1000L);
+                if (remote != null) {
+                    for (ForkableVm c : r.clones()) {
+                        var st = remote.stats(c.name());
+                        System.out.printf("%-24s fetched %d of %d pages (%d bytes on the wire), %s%n", c.name(), st.pagesSent(),
+                                remote.totalPages(), st.bytesOnWire(), remote.status(c.name()));
+                    }
+                }
                 for (ForkableVm vm : controller.list()) {
                     var tail = vm.console().tail(1);
                     System.out.printf("%-24s %s%n", vm.name(), tail.isEmpty() ? "" : tail.get(0));

@@ -18,11 +18,24 @@ public final class CloneNetwork implements AutoCloseable {
     private static final Logger log = LoggerFactory.getLogger(CloneNetwork.class);
     public static final String BRIDGE = "br0";
 
+    private static final AtomicInteger SEGMENTS = new AtomicInteger();
+
     private final NetNamespace namespace;
     private final AtomicInteger nextTap = new AtomicInteger();
+    /** Tap name prefix: segments of several families may share one host namespace. */
+    private final String tapPrefix;
+    /** True for a family's own namespace (closing deletes it); false for a segment on a shared host. */
+    private final boolean ownsNamespace;
+    /** A segment's bridge and uplink veth (host side), removed when the segment closes. */
+    private final String segmentBridge;
+    private final String segmentUplink;
 
-    private CloneNetwork(NetNamespace namespace) {
+    private CloneNetwork(NetNamespace namespace, String tapPrefix, boolean ownsNamespace, String segmentBridge, String segmentUplink) {
         this.namespace = namespace;
+        this.tapPrefix = tapPrefix;
+        this.ownsNamespace = ownsNamespace;
+        this.segmentBridge = segmentBridge;
+        this.segmentUplink = segmentUplink;
     }
 
     public static CloneNetwork create(String familyName) {
@@ -36,7 +49,33 @@ public final class CloneNetwork implements AutoCloseable {
             throw e;
         }
         log.info("netns={} event=clone-network-created", ns.name());
-        return new CloneNetwork(ns);
+        return new CloneNetwork(ns, "tap", true, null, null);
+    }
+
+    /**
+     * The family's clone network extended onto another host: a bridge in {@code host}'s namespace,
+     * joined to the family's bridge by a veth pair, so clones there share one L2 segment with the
+     * parent and the local clones (a bridged segment; across real machines this link would be a
+     * VXLAN tunnel). Closing the segment removes its bridge and link, not the host's namespace.
+     */
+    public static CloneNetwork segment(CloneNetwork family, NetNamespace host) {
+        String id = "s" + SEGMENTS.incrementAndGet();
+        String bridge = "br" + id;
+        String hostLink = "up" + id;
+        String familyLink = "dn" + id;
+        host.bridge(bridge);
+        try {
+            host.ip("link", "set", bridge, "type", "bridge", "forward_delay", "0");
+            host.vethTo(hostLink, family.namespace, familyLink);
+            host.ip("link", "set", hostLink, "master", bridge);
+            family.namespace.ip("link", "set", familyLink, "master", BRIDGE);
+        } catch (RuntimeException e) {
+            removeQuietly(host, hostLink);
+            removeQuietly(host, bridge);
+            throw e;
+        }
+        log.info("netns={} event=clone-network-segment bridge={} family={}", host.name(), bridge, family.namespace());
+        return new CloneNetwork(host, id + "t", false, bridge, hostLink);
     }
 
     public String namespace() {
@@ -49,8 +88,8 @@ public final class CloneNetwork implements AutoCloseable {
 
     /** A new tap on the bridge, down (see class comment) unless {@code up}. Names fit IFNAMSIZ. */
     public String newTap(boolean up) {
-        String name = "tap" + nextTap.getAndIncrement();
-        namespace.tap(name, BRIDGE, up);
+        String name = tapPrefix + nextTap.getAndIncrement();
+        namespace.tap(name, segmentBridge == null ? BRIDGE : segmentBridge, up);
         return name;
     }
 
@@ -68,6 +107,19 @@ public final class CloneNetwork implements AutoCloseable {
 
     @Override
     public void close() {
-        namespace.close();
+        if (ownsNamespace) {
+            namespace.close();
+        } else {
+            removeQuietly(namespace, segmentUplink);   // a veth goes with its peer in the family's namespace
+            removeQuietly(namespace, segmentBridge);
+        }
+    }
+
+    private static void removeQuietly(NetNamespace ns, String link) {
+        try {
+            ns.ip("link", "del", link);
+        } catch (RuntimeException e) {
+            log.debug("netns={} link={} remove: {}", ns.name(), link, e.getMessage());
+        }
     }
 }
