@@ -42,12 +42,26 @@ public final class KvFailoverRound {
                           boolean connectionSurvived, boolean switchLearnedBackup, long failoverEpoch, double failoverMs) {
     }
 
+    /** How the primary is lost. */
+    public enum Loss {
+        /** kill -9 of the primary QEMU (its controller notices and tells the backup at once). */
+        KILL,
+        /** the primary host's link goes down: QEMU and its controller live on, silent (detection timeout). */
+        HOST_ISOLATED
+    }
+
     private KvFailoverRound() {
     }
 
     public static Outcome run(String testbedId, int net, String vmName, Path work, VmLauncher primaryLauncher,
                               VmLauncher backupLauncher, GuestImage image, ProtectionOptions options, long killAfterMs)
             throws Exception {
+        return run(testbedId, net, vmName, work, primaryLauncher, backupLauncher, image, options, killAfterMs, Loss.KILL);
+    }
+
+    public static Outcome run(String testbedId, int net, String vmName, Path work, VmLauncher primaryLauncher,
+                              VmLauncher backupLauncher, GuestImage image, ProtectionOptions options, long killAfterMs,
+                              Loss loss) throws Exception {
         try (RemusTestbed bed = RemusTestbed.create(testbedId, net);
              ProtectedKvService kv = ProtectedKvService.boot(bed, vmName, work, primaryLauncher, image)) {
             kv.startBackup(backupLauncher, Duration.ofMillis(500));
@@ -60,7 +74,11 @@ public final class KvFailoverRound {
                 }
                 Thread.sleep(killAfterMs);
                 long killedAt = System.nanoTime();
-                kv.primary().kill();
+                if (loss == Loss.KILL) {
+                    kv.primary().kill();
+                } else {
+                    bed.isolate(bed.primary());
+                }
                 BackupGuard.Failover f = kv.guard().failover().get(60, TimeUnit.SECONDS);
                 kv.own(f.vm());
                 // QEMU's self-announce after the incoming migration moves the MAC to the backup's port.

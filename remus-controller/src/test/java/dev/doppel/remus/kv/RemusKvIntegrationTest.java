@@ -65,6 +65,25 @@ class RemusKvIntegrationTest {
                 ROUNDS, totalAcked, survived, ROUNDS);
     }
 
+    /**
+     * The primary host drops off the network (its QEMU and controller keep running, silent): the
+     * backup notices the silence after its detection timeout and fails over; the client's
+     * acknowledged PUTs are all there, from a guest now on the backup host.
+     */
+    @Test
+    void everyAcknowledgedPutSurvivesLossOfThePrimaryHost() throws Exception {
+        KvFailoverRound.Outcome o = KvFailoverRound.run("h" + (ProcessHandle.current().pid() % 10000), 110,
+                TestVms.uniqueName("kvh"), tmp.resolve("host"), PatchedQemu.launcher(), TestVms.launcher(), TestVms.guest(),
+                OPTIONS, 2000, KvFailoverRound.Loss.HOST_ISOLATED);
+        assertEquals(List.of(), head(o.lost()), "acknowledged PUTs lost after the primary host vanished");
+        assertTrue(o.ackedBeforeKill() > 0, "nothing acknowledged before the host vanished");
+        assertEquals(List.of(), head(o.repliesAhead()), "output ran ahead of the backup");
+        assertEquals(List.of(), head(o.notOnDisk()), "acknowledged records missing on the backup's disk");
+        assertTrue(o.switchLearnedBackup(), "the switch did not learn the guest's MAC on the backup's port");
+        log.info("primary host lost: failover from epoch {} in {} ms after the silence was detected, connection survived: {}",
+                o.failoverEpoch(), String.format("%.0f", o.failoverMs()), o.connectionSurvived());
+    }
+
     private static List<String> head(List<String> l) {
         return l.subList(0, Math.min(5, l.size()));
     }
