@@ -15,15 +15,17 @@ public final class StatusCommand implements Callable<Integer> {
 
     @Override
     public Integer call() throws Exception {
-        System.out.printf("%-20s %-8s %-12s %-22s %8s %9s %9s %9s %12s %6s%n", "VM", "QEMU", "PROTECTION", "BACKUP",
-                "EPOCHS", "PAUSE ms", "P50 ms", "P99 ms", "LAG ms", "LOST");
+        System.out.printf("%-20s %-8s %-12s %-22s %8s %9s %9s %9s %12s %6s  %s%n", "VM", "QEMU", "PROTECTION", "BACKUP",
+                "EPOCHS", "PAUSE ms", "P50 ms", "P99 ms", "LAG ms", "LOST", "OUTPUT HELD / DISKS MIRRORED");
         for (VmRunDir dir : VmRunDir.all()) {
             VmRecord rec = VmRecord.readFrom(dir);
             String qemu = rec.alive() ? "running" : "dead";
             if (Files.exists(dir.protectionFile())) {
                 ProtectionStatus s = MAPPER.readValue(dir.protectionFile().toFile(), ProtectionStatus.class);
-                System.out.printf("%-20s %-8s %-12s %-22s %8d %9.1f %9.1f %9.1f %12d %6d%n", rec.name(), qemu, s.state(), s.backup(),
-                        s.checkpoints(), s.lastPauseMs(), s.pauseP50Ms(), s.pauseP99Ms(), s.lagMs(), s.lostBackups());
+                System.out.printf("%-20s %-8s %-12s %-22s %8d %9.1f %9.1f %9.1f %12d %6d  %s / %s%n", rec.name(), qemu, s.state(),
+                        s.backup(), s.checkpoints(), s.lastPauseMs(), s.pauseP50Ms(), s.pauseP99Ms(), s.lagMs(), s.lostBackups(),
+                        s.heldNetdevs().isEmpty() ? "-" : String.join(",", s.heldNetdevs()),
+                        s.replicatedDisks().isEmpty() ? "-" : String.join(",", s.replicatedDisks()));
             } else {
                 System.out.printf("%-20s %-8s %-12s%n", rec.name(), qemu, "unprotected");
             }

@@ -448,7 +448,8 @@ public final class PrimaryProtector implements AutoCloseable {
         CheckpointStats s = stats;
         long lag = state == ProtectionState.PROTECTED ? (System.nanoTime() - lastCheckpointNanos) / 1_000_000 : -1;
         return new ProtectionStatus(vm, state, describe(backup), s.checkpoints(), s.lastPauseMs(), s.pausePercentileMs(50),
-                s.pausePercentileMs(99), s.maxPauseMs(), lag, lostBackups, lastProblem);
+                s.pausePercentileMs(99), s.maxPauseMs(), lag, lostBackups, lastProblem, scope.netdevs(), scope.disks(),
+                meanOutputReleaseMs());
     }
 
     private void cancelWatchdog() {
