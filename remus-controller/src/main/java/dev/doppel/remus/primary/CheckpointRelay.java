@@ -11,7 +11,6 @@ import java.net.Socket;
 import java.net.StandardProtocolFamily;
 import java.net.UnixDomainSocketAddress;
 import java.nio.ByteBuffer;
-import java.nio.channels.Channels;
 import java.nio.channels.ServerSocketChannel;
 import java.nio.channels.SocketChannel;
 import java.nio.file.Files;
@@ -130,26 +129,28 @@ public final class CheckpointRelay implements AutoCloseable {
         }
     }
 
-    /** The stream itself, byte for byte. */
+    /**
+     * The stream itself, byte for byte. When QEMU ends its side, the backup's side is ended the same
+     * way (half-close) and the answers keep flowing until the backup closes: it may still be
+     * committing what it just received.
+     */
     private void pumpToBackup(SocketChannel qemu, Socket b) {
-        ByteBuffer buf = ByteBuffer.allocateDirect(256 * 1024);
-        byte[] heap = new byte[buf.capacity()];
-        try (OutputStream out = b.getOutputStream()) {
+        ByteBuffer buf = ByteBuffer.allocate(256 * 1024);
+        try {
+            OutputStream out = b.getOutputStream();
             while (true) {
                 buf.clear();
                 int n = qemu.read(buf);
                 if (n < 0) {
-                    break;
+                    b.shutdownOutput();
+                    return;
                 }
-                buf.flip();
-                buf.get(heap, 0, n);
-                out.write(heap, 0, n);
+                out.write(buf.array(), 0, n);
             }
         } catch (IOException e) {
             if (!closed) {
                 log.info("vm={} event=relay-stream-ended cause=\"{}\"", vm, e.getMessage());
             }
-        } finally {
             close();
         }
     }
@@ -157,8 +158,9 @@ public final class CheckpointRelay implements AutoCloseable {
     /** The backup's answers: be32 COLO messages, passed on after the output of a commit is released. */
     private void pumpAnswers(Socket b, SocketChannel qemu) throws IOException {
         DataInputStream in = new DataInputStream(b.getInputStream());
-        OutputStream toQemu = Channels.newOutputStream(qemu);
-        byte[] msg = new byte[4];
+        // Written with the channel's own write, not Channels.newOutputStream: that stream takes the
+        // channel's blocking lock, which a stream-based reader on the same channel would hold.
+        ByteBuffer msg = ByteBuffer.allocate(4);
         while (true) {
             int value;
             try {
@@ -177,11 +179,11 @@ public final class CheckpointRelay implements AutoCloseable {
                 releaseNanosTotal += System.nanoTime() - t0;
                 committedEpochs++;
             }
-            msg[0] = (byte) (value >>> 24);
-            msg[1] = (byte) (value >>> 16);
-            msg[2] = (byte) (value >>> 8);
-            msg[3] = (byte) value;
-            toQemu.write(msg);
+            msg.clear();
+            msg.putInt(value).flip();
+            while (msg.hasRemaining()) {
+                qemu.write(msg);
+            }
         }
     }
 
