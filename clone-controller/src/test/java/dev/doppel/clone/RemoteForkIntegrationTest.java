@@ -9,6 +9,7 @@ import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 import static dev.doppel.clone.ForkFixture.sh;
 
+import com.fasterxml.jackson.databind.JsonNode;
 import dev.doppel.clone.pageserver.ClonePageSession;
 import dev.doppel.clone.pageserver.PageServer;
 import dev.doppel.clone.pageserver.PageServerOptions;
@@ -130,10 +131,48 @@ class RemoteForkIntegrationTest {
     }
 
     @Test
+    void cloneThatFillsFreshMemoryRightAfterTheForkKeepsRunning() throws Exception {
+        fillAfterFork(PageServerOptions.defaults());
+    }
+
+    /**
+     * Known bug, reproduced 3 of 3 times: with background push on, a clone that writes fresh memory
+     * right after the fork stops — its vCPU waits in the kernel's handle_userfault, QEMU's fault
+     * thread sits idle in poll (it sent no request for that page), the listen thread waits for data
+     * and the page server has nothing queued. Sending zero pages as data does not change it; without
+     * push the same guest fills 96 MiB fine. Root cause not found (a page the destination counts as
+     * received while its PTE is missing?). Background push is off by default for this reason.
+     */
+    @org.junit.jupiter.api.Disabled("known hang with background push, see the comment; push is off by default")
+    @Test
+    void cloneThatFillsFreshMemoryWhilePagesArePushedKeepsRunning() throws Exception {
+        fillAfterFork(PageServerOptions.defaults().withBackgroundPush(true));
+    }
+
+    private void fillAfterFork(PageServerOptions pageServer) throws Exception {
+        fx = new ForkFixture(tmp, ForkFixture.options(tmp).withPageServer(pageServer));
+        hosts = new RemoteHosts(1);
+        ForkableVm parent = fx.startIdle("rc-fill", fx.dataDisk("rc-fill"));
+        RemoteForkService.RemoteForkResult r = fx.controller.forkRemote(parent, 1, hosts.hosts);
+        ForkableVm clone = r.clones().get(0);
+        // Fresh guest pages are zero in the snapshot: each first touch is a request answered with a zero page.
+        JsonNode out = clone.agent().command("exec", Map.of("argv", List.of("/bin/sh", "-c",
+                "dd if=/dev/zero of=/dev/shm/fill bs=1M count=96 2>/dev/null && rm /dev/shm/fill && echo filled")), Duration.ofSeconds(90));
+        SessionStats s = r.remote().stats(clone.name());
+        System.out.printf("fill %s: %s%n", clone.name(), s);
+        assertEquals("filled\n", out.path("stdout").asText(), out.toString());
+        assertTrue(s.zeroPagesSent() > 10_000, "fresh memory should have come as zero pages: " + s);
+        assertTrue(clone.isRunning());
+    }
+
+    @Test
     void backgroundPushMakesACloneIndependentWhileItRuns() throws Exception {
         fx = new ForkFixture(tmp, ForkFixture.options(tmp).withPageServer(PageServerOptions.defaults().withBackgroundPush(true)));
         hosts = new RemoteHosts(1);
         ForkableVm parent = fx.startDirtier("rc-push", 16, 20000, fx.dataDisk("rc-push"));
+        // Fork once the dirtier's working set exists: a clone that faults in fresh memory while pages
+        // are pushed can hang (see cloneThatFillsFreshMemoryWhilePagesArePushedKeepsRunning).
+        nextDirtierLine(parent.console(), parent.console().mark() + 1);
         RemoteForkService.RemoteForkResult r = fx.controller.forkRemote(parent, 1, hosts.hosts);
         ForkableVm clone = r.clones().get(0);
         try {

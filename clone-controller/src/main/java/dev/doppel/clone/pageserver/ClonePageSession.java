@@ -206,14 +206,18 @@ public final class ClonePageSession {
             } else {
                 setup(w);
             }
-            state = State.SERVING;
+            if (!advance(State.STARTING, State.SERVING)) {
+                return;   // the reader failed or lost the connection meanwhile; it reported why
+            }
             serving.complete(null);
             log.info("clone={} event=page-server-{} bytes={}", clone, resume ? "resumed" : "serving", w.bytesWritten());
             step = "serving pages";
             serveUntilEnd(w);
             step = "clean end";
             awaitShut();
-            state = State.COMPLETED;
+            if (!advance(State.FINISHING, State.COMPLETED)) {
+                return;
+            }
             closeSocket();
             completed.complete(null);
             log.info("clone={} event=page-server-completed stats={}", clone, stats());
@@ -318,7 +322,9 @@ public final class ClonePageSession {
                     writeBatch(w, batch, true);
                 }
                 if (!more && finishRequested) {
-                    state = State.FINISHING;
+                    if (!advance(State.SERVING, State.FINISHING)) {
+                        throw new IOException("connection ended");
+                    }
                     w.sectionEnd(descriptor.ramSectionId());
                     w.endOfRamSection(descriptor.ramSectionId());
                     w.eof();
@@ -414,6 +420,18 @@ public final class ClonePageSession {
     }
 
     // ---- ending ----
+
+    /**
+     * Moves from {@code from} to {@code to}; false if another thread already moved the session on
+     * (a failure seen by the reader must never be overwritten by the sender's progress).
+     */
+    private synchronized boolean advance(State from, State to) {
+        if (state != from) {
+            return false;
+        }
+        state = to;
+        return true;
+    }
 
     private synchronized void fail(String step, String detail, Throwable cause) {
         if (state == State.COMPLETED || state == State.FAILED) {
