@@ -95,6 +95,24 @@ class RemoteForkIntegrationTest {
     }
 
     @Test
+    void parallelSumForkedFromInsideTheGuestOntoTwoHostsReturnsTheRightTotal() throws Exception {
+        fx = new ForkFixture(tmp, ForkFixture.options(tmp));
+        hosts = new RemoteHosts(2);
+        fx.controller.placeGuestForksOn(hosts.hosts);
+        int count = 20_000;
+        ForkableVm parent = fx.startWorkload("rc-psum", "parallel-sum", Map.of("doppel.example_args", "2,/dev/vda"),
+                fx.dataSetDisk("rc-psum", count));
+        java.util.regex.Matcher total = ForkFixture.awaitFollowing(parent, java.util.regex.Pattern.compile("PSUM total=(\\d+)"),
+                Duration.ofSeconds(240));
+        assertEquals(ExampleDataSet.expectedSum(count), Long.parseLong(total.group(1)));
+        assertEquals(2, parent.console().lines().stream().filter(l -> l.startsWith("PSUM partial")).count());
+        for (ForkableVm c : parent.children()) {
+            assertEquals(0, c.exitCode().get(10, TimeUnit.SECONDS), c.name());
+        }
+        assertEquals(1, parent.family().members().size(), "members: " + parent.family().members());
+    }
+
+    @Test
     void idleRemoteCloneFetchesLittleHasItsOwnIdentityAndBecomesIndependentOnFinish() throws Exception {
         fx = new ForkFixture(tmp, ForkFixture.options(tmp));
         hosts = new RemoteHosts(1);
