@@ -20,6 +20,7 @@ public final class CloneController implements AutoCloseable {
     private final ForkOptions options;
     private final ForkService forks = new ForkService();
     private final RemoteForkService remoteForks;
+    private volatile List<RemoteHost> guestForkHosts = List.of();
     private final Map<String, ForkFamily> families = new ConcurrentHashMap<>();
     private final ExecutorService guestCallExecutor = Executors.newCachedThreadPool(r -> {
         Thread t = new Thread(r, "guest-calls");
@@ -41,7 +42,7 @@ public final class CloneController implements AutoCloseable {
         ForkableVm root = ForkFamily.startRoot(launcher, options, spec, disk, diskFormat);
         families.put(spec.name(), root.family());
         try {
-            root.routeGuestCalls(new GuestCalls(forks, root, guestCallExecutor));
+            root.routeGuestCalls(new GuestCalls(this::forkForGuest, root, guestCallExecutor));
         } catch (IOException e) {
             root.family().close();
             families.remove(spec.name());
@@ -58,7 +59,7 @@ public final class CloneController implements AutoCloseable {
     public ForkResult fork(ForkableVm vm, int n) {
         ForkResult r = forks.fork(vm, n);
         for (ForkableVm clone : r.clones()) {
-            clone.routeGuestCallsQuietly(new GuestCalls(forks, clone, guestCallExecutor));
+            clone.routeGuestCallsQuietly(new GuestCalls(this::forkForGuest, clone, guestCallExecutor));
         }
         return r;
     }
@@ -70,9 +71,22 @@ public final class CloneController implements AutoCloseable {
     public RemoteForkService.RemoteForkResult forkRemote(ForkableVm vm, int n, List<RemoteHost> hosts) {
         RemoteForkService.RemoteForkResult r = remoteForks.fork(vm, n, hosts);
         for (ForkableVm clone : r.clones()) {
-            clone.routeGuestCallsQuietly(new GuestCalls(forks, clone, guestCallExecutor));
+            clone.routeGuestCallsQuietly(new GuestCalls(this::forkForGuest, clone, guestCallExecutor));
         }
         return r;
+    }
+
+    /**
+     * Where forks called from inside guests ({@code vmfork}) put their clones: on these hosts, fed by
+     * a page server, or (empty list, the default) on this host.
+     */
+    public void placeGuestForksOn(List<RemoteHost> hosts) {
+        this.guestForkHosts = List.copyOf(hosts);
+    }
+
+    private ForkResult forkForGuest(ForkableVm vm, int n) {
+        List<RemoteHost> hosts = guestForkHosts;
+        return hosts.isEmpty() ? forks.fork(vm, n) : remoteForks.fork(vm, n, hosts).fork();
     }
 
     /** Pre-starts the processes of the next fork of {@code vm} into n clones; returns ms spent. */

@@ -21,11 +21,16 @@ final class GuestCalls {
     private static final Logger log = LoggerFactory.getLogger(GuestCalls.class);
     private static final Duration WAIT_LIMIT = Duration.ofHours(24);
 
-    private final ForkService forks;
+    /** What a guest's {@code vmfork N} does: a local fork, or a remote one when the controller places forks on hosts. */
+    interface Forker {
+        ForkResult fork(ForkableVm vm, int n);
+    }
+
+    private final Forker forks;
     private final ForkableVm vm;
     private final ExecutorService executor;
 
-    GuestCalls(ForkService forks, ForkableVm vm, ExecutorService executor) {
+    GuestCalls(Forker forks, ForkableVm vm, ExecutorService executor) {
         this.forks = forks;
         this.vm = vm;
         this.executor = executor;

@@ -310,7 +310,7 @@ public final class RemoteFork implements AutoCloseable {
 
     /** Stops guarding, cuts what is still connected, releases the snapshot (and the generation file). */
     @Override
-    public void close() {
+    public synchronized void close() {
         if (closed) {
             return;
         }

@@ -9,6 +9,7 @@ import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 import static dev.doppel.clone.ForkFixture.sh;
 
+import com.fasterxml.jackson.databind.JsonNode;
 import dev.doppel.clone.pageserver.ClonePageSession;
 import dev.doppel.clone.pageserver.PageServer;
 import dev.doppel.clone.pageserver.PageServerOptions;
@@ -94,6 +95,24 @@ class RemoteForkIntegrationTest {
     }
 
     @Test
+    void parallelSumForkedFromInsideTheGuestOntoTwoHostsReturnsTheRightTotal() throws Exception {
+        fx = new ForkFixture(tmp, ForkFixture.options(tmp));
+        hosts = new RemoteHosts(2);
+        fx.controller.placeGuestForksOn(hosts.hosts);
+        int count = 20_000;
+        ForkableVm parent = fx.startWorkload("rc-psum", "parallel-sum", Map.of("doppel.example_args", "2,/dev/vda"),
+                fx.dataSetDisk("rc-psum", count));
+        java.util.regex.Matcher total = ForkFixture.awaitFollowing(parent, java.util.regex.Pattern.compile("PSUM total=(\\d+)"),
+                Duration.ofSeconds(240));
+        assertEquals(ExampleDataSet.expectedSum(count), Long.parseLong(total.group(1)));
+        assertEquals(2, parent.console().lines().stream().filter(l -> l.startsWith("PSUM partial")).count());
+        for (ForkableVm c : parent.children()) {
+            assertEquals(0, c.exitCode().get(10, TimeUnit.SECONDS), c.name());
+        }
+        assertEquals(1, parent.family().members().size(), "members: " + parent.family().members());
+    }
+
+    @Test
     void idleRemoteCloneFetchesLittleHasItsOwnIdentityAndBecomesIndependentOnFinish() throws Exception {
         fx = new ForkFixture(tmp, ForkFixture.options(tmp));
         hosts = new RemoteHosts(1);
@@ -130,10 +149,44 @@ class RemoteForkIntegrationTest {
     }
 
     @Test
+    void cloneThatFillsFreshMemoryRightAfterTheForkKeepsRunning() throws Exception {
+        fillAfterFork(PageServerOptions.defaults());
+    }
+
+    /**
+     * Regression test for a hang: while zero pages were left out of the background push, this clone
+     * stopped 3 times of 3 (see ClonePageSession#nextUnsent). Pushing them as ZERO records avoids it;
+     * the root cause is unknown.
+     */
+    @Test
+    void cloneThatFillsFreshMemoryWhilePagesArePushedKeepsRunning() throws Exception {
+        fillAfterFork(PageServerOptions.defaults().withBackgroundPush(true));
+    }
+
+    private void fillAfterFork(PageServerOptions pageServer) throws Exception {
+        fx = new ForkFixture(tmp, ForkFixture.options(tmp).withPageServer(pageServer));
+        hosts = new RemoteHosts(1);
+        ForkableVm parent = fx.startIdle("rc-fill", fx.dataDisk("rc-fill"));
+        RemoteForkService.RemoteForkResult r = fx.controller.forkRemote(parent, 1, hosts.hosts);
+        ForkableVm clone = r.clones().get(0);
+        // Fresh guest pages are zero in the snapshot: each first touch is a request answered with a zero page.
+        JsonNode out = clone.agent().command("exec", Map.of("argv", List.of("/bin/sh", "-c",
+                "dd if=/dev/zero of=/dev/shm/fill bs=1M count=96 2>/dev/null && rm /dev/shm/fill && echo filled")), Duration.ofSeconds(90));
+        SessionStats s = r.remote().stats(clone.name());
+        System.out.printf("fill %s: %s%n", clone.name(), s);
+        assertEquals("filled\n", out.path("stdout").asText(), out.toString());
+        assertTrue(s.zeroPagesSent() > 10_000, "fresh memory should have come as zero pages: " + s);
+        assertTrue(clone.isRunning());
+    }
+
+    @Test
     void backgroundPushMakesACloneIndependentWhileItRuns() throws Exception {
         fx = new ForkFixture(tmp, ForkFixture.options(tmp).withPageServer(PageServerOptions.defaults().withBackgroundPush(true)));
         hosts = new RemoteHosts(1);
         ForkableVm parent = fx.startDirtier("rc-push", 16, 20000, fx.dataDisk("rc-push"));
+        // Fork once the dirtier's working set exists: a clone that faults in fresh memory while pages
+        // are pushed can hang (see cloneThatFillsFreshMemoryWhilePagesArePushedKeepsRunning).
+        nextDirtierLine(parent.console(), parent.console().mark() + 1);
         RemoteForkService.RemoteForkResult r = fx.controller.forkRemote(parent, 1, hosts.hosts);
         ForkableVm clone = r.clones().get(0);
         try {

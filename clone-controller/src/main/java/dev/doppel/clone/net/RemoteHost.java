@@ -36,10 +36,7 @@ public final class RemoteHost implements AutoCloseable {
 
     /** Creates the namespace {@code name} and its link to this host. */
     public static RemoteHost create(String name) {
-        int i = INDEX.incrementAndGet();
-        if (i > 250) {
-            throw new IllegalStateException("no more host subnets (10.78.1-250.0/24) in this process");
-        }
+        int i = freeSubnet();
         String link = "dprl" + i + "x" + (ProcessHandle.current().pid() % 10000);
         NetNamespace ns = NetNamespace.create(name);
         try {
@@ -55,6 +52,23 @@ public final class RemoteHost implements AutoCloseable {
         }
         log.info("host={} event=created address=10.78.{}.2", name, i);
         return new RemoteHost(ns, i, link);
+    }
+
+    /**
+     * The next 10.78.i.0/24 that no interface of this host uses: another process (a benchmark next to
+     * a test run) may have hosts of its own, and two links with one subnet would misroute pages.
+     */
+    private static synchronized int freeSubnet() {
+        while (true) {
+            int i = INDEX.incrementAndGet();
+            if (i > 250) {
+                throw new IllegalStateException("no free host subnet left in 10.78.1-250.0/24");
+            }
+            String used = HostCommand.run("ip", "-o", "-4", "addr", "show", "to", "10.78." + i + ".0/24");
+            if (used.isBlank()) {
+                return i;
+            }
+        }
     }
 
     public String name() {
