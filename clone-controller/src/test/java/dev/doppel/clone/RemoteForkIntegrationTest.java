@@ -67,18 +67,9 @@ class RemoteForkIntegrationTest {
             Matcher first = nextDirtierLine(vm.console(), 0);
             assertTrue(writes(first) >= writesBeforeFork, vm.name() + " restarted its counter: " + first.group());
         }
-        List<CompletableFuture<Long>> watches = new ArrayList<>();
-        for (ForkableVm vm : all) {
-            watches.add(CompletableFuture.supplyAsync(() -> {
-                try {
-                    return assertCleanFor(vm, 12);
-                } catch (Exception e) {
-                    throw new AssertionError(e);
-                }
-            }));
-        }
-        for (CompletableFuture<Long> w : watches) {
-            assertTrue(w.join() > writesBeforeFork);
+        List<Long> writes = allCleanFor(all, 12);
+        for (long w : writes) {
+            assertTrue(w > writesBeforeFork);
         }
         long total = r.remote().totalPages();
         for (ForkableVm c : r.clones()) {
@@ -228,17 +219,7 @@ class RemoteForkIntegrationTest {
         for (ForkableVm c : r.clones()) {
             awaitStatus(r.remote(), c, RemoteFork.CloneStatus.RUNNING, 20);
         }
-        List<CompletableFuture<Long>> watches = new ArrayList<>();
-        for (ForkableVm vm : List.of(parent, r.clones().get(0), r.clones().get(1))) {
-            watches.add(CompletableFuture.supplyAsync(() -> {
-                try {
-                    return assertCleanFor(vm, 10);
-                } catch (Exception e) {
-                    throw new AssertionError(e);
-                }
-            }));
-        }
-        watches.forEach(CompletableFuture::join);
+        allCleanFor(List.of(parent, r.clones().get(0), r.clones().get(1)), 10);
         for (ForkableVm c : r.clones()) {
             assertEquals("postcopy-active", c.qmp().execute("query-migrate").path("status").asText());
             System.out.printf("recovered %s: %s%n", c.name(), r.remote().stats(c.name()));
@@ -303,17 +284,22 @@ class RemoteForkIntegrationTest {
         // The real clone and the parent never noticed.
         assertEquals(ClonePageSession.State.SERVING, server.session(clone.name()).state());
         assertEquals(RemoteFork.CloneStatus.RUNNING, r.remote().status(clone.name()));
+        allCleanFor(List.of(parent, clone), 6);
+    }
+
+    /** Watches every VM's dirtier for {@code seconds} in parallel (each must stay clean); their last write counts. */
+    private static List<Long> allCleanFor(List<ForkableVm> vms, int seconds) {
         List<CompletableFuture<Long>> watches = new ArrayList<>();
-        for (ForkableVm vm : List.of(parent, clone)) {
+        for (ForkableVm vm : vms) {
             watches.add(CompletableFuture.supplyAsync(() -> {
                 try {
-                    return assertCleanFor(vm, 6);
+                    return assertCleanFor(vm, seconds);
                 } catch (Exception e) {
                     throw new AssertionError(e);
                 }
             }));
         }
-        watches.forEach(CompletableFuture::join);
+        return watches.stream().map(CompletableFuture::join).toList();
     }
 
     /** From MIGRATION events: in-band query-migrate can hang while a paused clone's vCPU holds the BQL. */
