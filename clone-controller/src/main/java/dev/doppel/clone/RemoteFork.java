@@ -8,6 +8,7 @@ import dev.doppel.clone.pageserver.PageServerException;
 import dev.doppel.clone.pageserver.PageServerOptions;
 import dev.doppel.clone.pageserver.SessionStats;
 import dev.doppel.clone.pageserver.SnapshotPages;
+import dev.doppel.clone.pageserver.multicast.MulticastDistribution;
 import java.io.IOException;
 import java.net.InetSocketAddress;
 import java.time.Duration;
@@ -49,6 +50,8 @@ public final class RemoteFork implements AutoCloseable {
     private final Map<String, Remote> clones = new ConcurrentHashMap<>();
     private final ScheduledExecutorService guard;
     private volatile PageServer server;
+    /** With multicast distribution: each host's own page server serves its clones (null: unicast from here). */
+    private final MulticastDistribution multicast;
     private volatile boolean closed;
 
     /** One remote clone and what the guard knows about it. */
@@ -79,6 +82,12 @@ public final class RemoteFork implements AutoCloseable {
     }
 
     RemoteFork(String name, SnapshotPages snapshot, GenerationFile generation, PageServerOptions options, Duration recoverTimeout) {
+        this(name, snapshot, generation, options, recoverTimeout, null);
+    }
+
+    RemoteFork(String name, SnapshotPages snapshot, GenerationFile generation, PageServerOptions options, Duration recoverTimeout,
+               MulticastDistribution multicast) {
+        this.multicast = multicast;
         this.name = name;
         this.snapshot = snapshot;
         this.generation = generation;
@@ -115,7 +124,7 @@ public final class RemoteFork implements AutoCloseable {
     /** Sends the fork's state to a pre-started clone listening on {@code port} of its host. */
     ClonePageSession serve(String clone, int port) {
         Remote r = remote(clone);
-        ClonePageSession s = server.serve(clone, new InetSocketAddress(r.host.address(), port));
+        ClonePageSession s = serverOf(r).serve(clone, new InetSocketAddress(r.host.address(), port));
         r.sessions.add(s);
         return s;
     }
@@ -195,7 +204,7 @@ public final class RemoteFork implements AutoCloseable {
      * END, EOF, and the clone's SHUT. Completes when the clone reported the migration done.
      */
     public CompletableFuture<Void> finish(String clone) {
-        ClonePageSession s = server.session(clone);
+        ClonePageSession s = serverOf(remote(clone)).session(clone);
         if (s == null) {
             return CompletableFuture.failedFuture(new IllegalStateException("clone " + clone + " has no page server session"));
         }
@@ -300,6 +309,16 @@ public final class RemoteFork implements AutoCloseable {
         r.outcome.complete(null);
     }
 
+    /** The page server a clone gets its pages from: its host's (multicast) or this host's. */
+    private PageServer serverOf(Remote r) {
+        return multicast != null ? multicast.serverFor(r.host) : server;
+    }
+
+    /** The multicast distribution of this fork, or null when every clone is served by unicast from here. */
+    public MulticastDistribution multicast() {
+        return multicast;
+    }
+
     private Remote remote(String clone) {
         Remote r = clones.get(clone);
         if (r == null) {
@@ -317,6 +336,9 @@ public final class RemoteFork implements AutoCloseable {
         closed = true;
         guard.shutdownNow();
         server.close();
+        if (multicast != null) {
+            multicast.close();
+        }
         try {
             snapshot.close();
         } catch (IOException e) {

@@ -7,13 +7,16 @@ import dev.doppel.clone.net.RemoteHost;
 import dev.doppel.clone.pageserver.ClonePageSession;
 import dev.doppel.clone.pageserver.PageServerOptions;
 import dev.doppel.clone.pageserver.SnapshotPages;
+import dev.doppel.clone.pageserver.multicast.MulticastDistribution;
 import dev.doppel.clone.pageserver.wire.ForkDescriptor;
 import dev.doppel.clone.disk.DiskImage;
 import dev.doppel.qmp.QmpClient;
 import dev.doppel.vm.MemoryBackend;
 import java.io.IOException;
+import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
+import java.util.LinkedHashSet;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.CompletableFuture;
@@ -118,7 +121,22 @@ public final class RemoteForkService {
                 generation.release();
                 throw new ForkException(parent.name(), "fork " + forkNumber + ": cannot open the snapshot for the page server", e);
             }
-            remote = new RemoteFork(name, pages, generation, pageServerOptions, recoverTimeout);
+            MulticastDistribution multicast = null;
+            if (pageServerOptions.multicast()) {
+                try {
+                    multicast = MulticastDistribution.start(name, pages, List.copyOf(new LinkedHashSet<>(hostOf.values())),
+                            Path.of("/dev/shm"), Files.size(descriptor), pageServerOptions);
+                } catch (IOException | RuntimeException e) {
+                    try {
+                        pages.close();
+                    } catch (IOException closeFailure) {
+                        e.addSuppressed(closeFailure);
+                    }
+                    generation.release();
+                    throw new ForkException(parent.name(), "fork " + forkNumber + ": cannot set up multicast distribution", e);
+                }
+            }
+            remote = new RemoteFork(name, pages, generation, pageServerOptions, recoverTimeout, multicast);
             parent.family().attach(remote);
             for (Map.Entry<Integer, RemoteHost> e : hostOf.entrySet()) {
                 remote.expect(ForkService.cloneName(parent, forkNumber, e.getKey()), e.getValue(), processOf.get(e.getKey()));

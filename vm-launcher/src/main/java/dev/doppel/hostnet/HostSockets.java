@@ -30,6 +30,12 @@ public interface HostSockets {
     /** Opens a TCP connection to {@code address}. */
     Socket connect(InetSocketAddress address, Duration timeout) throws IOException;
 
+    /**
+     * Runs {@code action} where this host's sockets are created (e.g. to open a multicast
+     * DatagramChannel and join a group on one of this host's interfaces).
+     */
+    <T> T within(Callable<T> action) throws IOException;
+
     /** Sockets of this process's namespace. */
     HostSockets LOCAL = new HostSockets() {
         @Override
@@ -40,6 +46,17 @@ public interface HostSockets {
         @Override
         public Socket connect(InetSocketAddress address, Duration timeout) throws IOException {
             return open(address, timeout);
+        }
+
+        @Override
+        public <T> T within(Callable<T> action) throws IOException {
+            try {
+                return action.call();
+            } catch (IOException | RuntimeException e) {
+                throw e;
+            } catch (Exception e) {
+                throw new IOException(e);
+            }
         }
 
         @Override
@@ -62,6 +79,11 @@ public interface HostSockets {
             @Override
             public Socket connect(InetSocketAddress address, Duration timeout) throws IOException {
                 return Setns.call(netns, () -> open(address, timeout));
+            }
+
+            @Override
+            public <T> T within(Callable<T> action) throws IOException {
+                return Setns.call(netns, action);
             }
 
             @Override

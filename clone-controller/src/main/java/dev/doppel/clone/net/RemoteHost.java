@@ -75,6 +75,11 @@ public final class RemoteHost implements AutoCloseable {
         return namespace.name();
     }
 
+    /** Sockets created on this host's network (inside its namespace). */
+    public dev.doppel.hostnet.HostSockets sockets() {
+        return dev.doppel.hostnet.HostSockets.inNamespace(namespace.name());
+    }
+
     public NetNamespace namespace() {
         return namespace;
     }

@@ -1,8 +1,10 @@
 package dev.doppel.clone.pageserver;
 
+import dev.doppel.hostnet.HostSockets;
 import java.io.IOException;
 import java.net.InetSocketAddress;
 import java.net.Socket;
+import java.time.Duration;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.ConcurrentHashMap;
@@ -27,13 +29,20 @@ public final class PageServer implements AutoCloseable {
     private final String name;
     private final SnapshotPages pages;
     private final PageServerOptions options;
+    private final HostSockets host;
     private final Map<String, ClonePageSession> sessions = new ConcurrentHashMap<>();
     private volatile boolean closed;
 
     public PageServer(String name, SnapshotPages pages, PageServerOptions options) {
+        this(name, pages, options, HostSockets.LOCAL);
+    }
+
+    /** A page server whose connections to clones start on {@code host} (a host-local page server). */
+    public PageServer(String name, SnapshotPages pages, PageServerOptions options, HostSockets host) {
         this.name = name;
         this.pages = pages;
         this.options = options;
+        this.host = host;
     }
 
     public String name() {
@@ -107,17 +116,10 @@ public final class PageServer implements AutoCloseable {
         long deadline = System.nanoTime() + options.connectTimeout().toNanos();
         IOException last = null;
         while (System.nanoTime() < deadline) {
-            Socket s = new Socket();
             try {
-                s.connect(destination, 1000);
-                return s;
+                return host.connect(destination, Duration.ofSeconds(1));
             } catch (IOException e) {
                 last = e;
-                try {
-                    s.close();
-                } catch (IOException ignored) {
-                    // never connected
-                }
                 try {
                     Thread.sleep(20);
                 } catch (InterruptedException ie) {

@@ -22,13 +22,28 @@ public final class SnapshotPages implements AutoCloseable {
     private final String ramBlock;
     private final FileChannel ramFile;
     private final Map<String, RamBlockInfo> blocks = new LinkedHashMap<>();
+    private final PageSupply supply;
+
+    /**
+     * Where RAM pages come from when the RAM file is a local cache rather than the generation file
+     * itself: {@link #ensure} returns once the page is in the file (multicast distribution).
+     */
+    public interface PageSupply {
+        void ensure(long offset) throws IOException;
+    }
 
     /**
      * @param ramBlock the block whose contents are in {@code ramFile} (the memory backend's id)
      * @throws IOException if the RAM file cannot be opened or is shorter than the block
      */
     public SnapshotPages(ForkDescriptor descriptor, Path ramFile, String ramBlock) throws IOException {
+        this(descriptor, ramFile, ramBlock, null);
+    }
+
+    /** As above, with RAM pages that reach {@code ramFile} only when {@code supply} fetched them. */
+    public SnapshotPages(ForkDescriptor descriptor, Path ramFile, String ramBlock, PageSupply supply) throws IOException {
         this.descriptor = descriptor;
+        this.supply = supply;
         this.ramBlock = ramBlock;
         for (RamBlockInfo b : descriptor.blocks()) {
             blocks.put(b.name(), b);
@@ -43,6 +58,11 @@ public final class SnapshotPages implements AutoCloseable {
             this.ramFile.close();
             throw new IOException("RAM file " + ramFile + " has " + size + " bytes, block " + ramBlock + " needs " + ram.usedLength());
         }
+    }
+
+    /** The block whose pages live in the RAM file. */
+    public String ramBlock() {
+        return ramBlock;
     }
 
     public ForkDescriptor descriptor() {
@@ -68,6 +88,9 @@ public final class SnapshotPages implements AutoCloseable {
      */
     public boolean read(String block, long offset, byte[] dst) throws IOException {
         if (block.equals(ramBlock)) {
+            if (supply != null) {
+                supply.ensure(offset);
+            }
             ByteBuffer buf = ByteBuffer.wrap(dst, 0, WireFormat.PAGE_SIZE);
             long pos = offset;
             while (buf.hasRemaining()) {
