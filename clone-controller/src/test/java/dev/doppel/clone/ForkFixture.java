@@ -53,7 +53,12 @@ final class ForkFixture implements AutoCloseable {
     }
 
     ForkableVm startIdle(String prefix, Path disk) throws TimeoutException {
-        VmSpec spec = new TestVms().guestSpec(prefix, "none", Map.of()).build();
+        return startIdle(prefix, disk, false);
+    }
+
+    /** An idle guest, optionally with a balloon that reports free pages (they then read as zero). */
+    ForkableVm startIdle(String prefix, Path disk, boolean freePageReporting) throws TimeoutException {
+        VmSpec spec = new TestVms().guestSpec(prefix, "none", Map.of()).freePageReporting(freePageReporting).build();
         ForkableVm vm = controller.start(spec, disk, "qcow2");
         families.add(vm.family().name());
         vm.console().awaitLine(Pattern.compile("DOPPEL-READY"), Duration.ofSeconds(120));

@@ -42,6 +42,9 @@ public final class QemuCommandLine {
             add(a, "-chardev", "socket,id=agent0,path=" + QemuOptionText.escape(dir.agentSocket().toString()) + ",server=on,wait=off");
             add(a, "-device", "virtserialport,id=agentport0,bus=vser0.0,chardev=agent0,name=" + AGENT_PORT_NAME);
         }
+        if (spec.freePageReporting()) {
+            add(a, "-device", "virtio-balloon-pci,id=balloon0,free-page-reporting=on,addr=" + PciSlots.hex(PciSlots.BALLOON));
+        }
         for (NicSpec nic : spec.nics()) {
             add(a, "-netdev", nic.netdevArgument());
             add(a, "-device", nic.deviceArgument());

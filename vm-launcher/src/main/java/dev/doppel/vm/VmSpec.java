@@ -23,11 +23,13 @@ import java.util.Objects;
  * @param tcgCacheMiB    TCG translation-cache size (0 = QEMU's default); many small clones want less
  * @param extraArguments appended verbatim (e.g. {@code -global migration.send-switchover-start=off})
  * @param netns          network namespace QEMU runs in (its taps live there), or null for the host's
+ * @param freePageReporting a virtio-balloon with free page reporting: the guest reports free memory,
+ *                       QEMU discards it, so it reads as zero (a snapshot then carries it for free)
  */
 public record VmSpec(String name, String machineType, long memoryMiB, int vcpus, MemoryBackend memory,
                      GuestBoot boot, List<DiskSpec> disks, List<NicSpec> nics, boolean guestAgent,
                      boolean incomingDefer, boolean startPaused, int tcgCacheMiB, List<String> extraArguments,
-                     String netns) {
+                     String netns, boolean freePageReporting) {
 
     public static final String DEFAULT_MACHINE = "pc-i440fx-10.0";
 
@@ -67,6 +69,7 @@ public record VmSpec(String name, String machineType, long memoryMiB, int vcpus,
         b.tcgCacheMiB = tcgCacheMiB;
         b.extraArguments.addAll(extraArguments);
         b.netns = netns;
+        b.freePageReporting = freePageReporting;
         return b;
     }
 
@@ -86,6 +89,7 @@ public record VmSpec(String name, String machineType, long memoryMiB, int vcpus,
         private int tcgCacheMiB;
         private final List<String> extraArguments = new ArrayList<>();
         private String netns;
+        private boolean freePageReporting;
 
         private Builder(String name) {
             this.name = name;
@@ -116,12 +120,13 @@ public record VmSpec(String name, String machineType, long memoryMiB, int vcpus,
         }
 
         public Builder netns(String v) { this.netns = v; return this; }
+        public Builder freePageReporting(boolean v) { this.freePageReporting = v; return this; }
         public Builder clearNics() { nics.clear(); return this; }
         public Builder clearDisks() { disks.clear(); return this; }
 
         public VmSpec build() {
             return new VmSpec(name, machineType, memoryMiB, vcpus, memory, boot, disks, nics, guestAgent,
-                    incomingDefer, startPaused, tcgCacheMiB, extraArguments, netns);
+                    incomingDefer, startPaused, tcgCacheMiB, extraArguments, netns, freePageReporting);
         }
     }
 }

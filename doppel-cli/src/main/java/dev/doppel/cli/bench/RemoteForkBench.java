@@ -7,6 +7,7 @@ import dev.doppel.clone.ForkableVm;
 import dev.doppel.clone.RemoteFork;
 import dev.doppel.clone.RemoteForkService;
 import dev.doppel.clone.net.RemoteHost;
+import dev.doppel.clone.pageserver.PageServerOptions;
 import dev.doppel.clone.pageserver.SessionStats;
 import dev.doppel.hostnet.HostCommand;
 import dev.doppel.vm.GuestImage;
@@ -30,8 +31,11 @@ import picocli.CommandLine.Option;
  * (network namespaces created for the run), fed by the page server; after a settle time, how many
  * pages each clone fetched and how many bytes went over the wire.
  *
- * <p>Multicast is not implemented: every page goes to each clone by unicast, so
- * {@code bytes_on_wire == bytes_on_wire_unicast} and {@code multicast_saving} is 1.0 by construction.
+ * <p>With multicast (the default) {@code bytes_on_wire} is what crossed the network between the
+ * origin and the hosts: each page datagram once, the requests, one descriptor per host. {@code
+ * bytes_on_wire_unicast} is what the clones' page-server sessions carried in the same run: the very
+ * streams the origin sends each clone by unicast (the clones ask for the same pages either way).
+ * {@code --unicast} runs without multicast; then the two are equal.
  */
 @Command(name = "fork-remote", description = "Remote fork: clones on other hosts fetch pages from the page server.")
 public final class RemoteForkBench implements Callable<Integer> {
@@ -42,6 +46,7 @@ public final class RemoteForkBench implements Callable<Integer> {
     @Option(names = "--hosts", defaultValue = "2", description = "other hosts (network namespaces) (default ${DEFAULT-VALUE})") int hostCount;
     @Option(names = "--dirty-mb", defaultValue = "16", description = "dirtier working set in MiB (default ${DEFAULT-VALUE})") int dirtyMb;
     @Option(names = "--dirty-rate", defaultValue = "1000", description = "dirtier pages/s per VM (default ${DEFAULT-VALUE})") int dirtyRate;
+    @Option(names = "--unicast", description = "serve every clone from this host by unicast (no multicast)") boolean unicast;
     @Option(names = "--settle", defaultValue = "10", description = "seconds after the fork before reading the counters (default ${DEFAULT-VALUE})") int settleSeconds;
     @Mixin AccelOption accel;
 
@@ -57,7 +62,8 @@ public final class RemoteForkBench implements Callable<Integer> {
             for (int i = 0; i < hostCount; i++) {
                 hosts.add(RemoteHost.create("dpr-bench-" + (char) ('a' + i) + "-" + tag));
             }
-            ForkOptions options = ForkOptions.defaults().withMaxClones(Math.max(clones, 1)).withReshareAfterFork(false);
+            ForkOptions options = ForkOptions.defaults().withMaxClones(Math.max(clones, 1)).withReshareAfterFork(false)
+                    .withPageServer(PageServerOptions.defaults().withMulticast(!unicast));
             try (CloneController controller = new CloneController(launcher, options)) {
                 Path disk = work.resolve("parent.qcow2");
                 HostCommand.run("qemu-img", "create", "-q", "-f", "qcow2", disk.toString(), "64M");
@@ -94,12 +100,14 @@ public final class RemoteForkBench implements Callable<Integer> {
                     }
                 }
                 Percentiles p = new Percentiles(fetched.clone(), fetched.length);
+                long wire = remote.multicast() == null ? bytes : remote.multicast().bytesOnWire();
                 long totalPages = remote.totalPages();
                 new BenchReport("Remote fork: " + clones + " clones of a " + memMiB + " MiB guest on " + hostCount
                         + " hosts (dirtier " + dirtyMb + " MiB @ " + dirtyRate + " pages/s), " + settleSeconds + " s")
                         .note("accelerator", launcher.accelerator())
                         .note("qemu", launcher.qemu().version())
-                        .note("multicast", "not implemented: unicast only, saving 1.0 by construction")
+                        .note("multicast", unicast ? "off (--unicast): every clone served from this host"
+                                : "on: each host's clones served by that host's page cache, filled by multicast")
                         .figure("clones", "clones", clones)
                         .figure("mem_mib", "guest RAM (MiB)", memMiB)
                         .figure("fork_ms", "fork request → all clones running, clone QEMU start-up included (ms)", round(r.fork().forkMs()))
@@ -109,9 +117,9 @@ public final class RemoteForkBench implements Callable<Integer> {
                         .figure("pages_fetched_p50", "pages fetched per clone p50", p.at(50))
                         .figure("pages_fetched_max", "pages fetched per clone max", p.at(100))
                         .figure("ram_pages", "guest pages in the snapshot", totalPages)
-                        .figure("bytes_on_wire", "bytes the page server sent, all clones", bytes)
-                        .figure("bytes_on_wire_unicast", "same, unicast", bytes)
-                        .figure("multicast_saving", "unicast ÷ multicast bytes", 1.0)
+                        .figure("bytes_on_wire", "bytes between this host and the clone hosts", wire)
+                        .figure("bytes_on_wire_unicast", "bytes of the clones' page-server sessions (= unicast)", bytes)
+                        .figure("multicast_saving", "unicast ÷ multicast bytes", Math.round(100.0 * bytes / wire) / 100.0)
                         .figure("clones_running", "clones whose dirtier reported", running)
                         .figure("corrupt", "CORRUPT reports in clones", corrupt)
                         .figure("accel", "accel", launcher.accelerator().accelerator().qemuName())
