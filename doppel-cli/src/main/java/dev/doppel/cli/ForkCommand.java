@@ -3,6 +3,7 @@ package dev.doppel.cli;
 import dev.doppel.clone.CloneController;
 import dev.doppel.clone.ExampleDataSet;
 import dev.doppel.clone.ForkOptions;
+import dev.doppel.clone.pageserver.PageServerOptions;
 import dev.doppel.clone.ForkResult;
 import dev.doppel.clone.ForkableVm;
 import dev.doppel.clone.RemoteFork;
@@ -43,6 +44,8 @@ public final class ForkCommand {
         @Option(names = "--host", split = ",", paramLabel = "H",
                 description = "run the clones on these other hosts (round-robin), fed by the page server; a host here is a"
                         + " network namespace dpr-H created for the run") List<String> hosts = new ArrayList<>();
+        @Option(names = "--unicast", description = "with --host: serve every clone from this host (default: pages go to the"
+                + " hosts by multicast, each host serves its own clones)") boolean unicast;
         @Mixin AccelOption accel;
 
         @Override
@@ -65,7 +68,8 @@ public final class ForkCommand {
             HostCommand.run("qemu-img", "create", "-q", "-f", "qcow2", disk.toString(), "64M");
             String name = vmName != null ? vmName : "fork" + ProcessHandle.current().pid();
             VmSpec spec = VmLauncher.guestSpec(name, GuestImage.locate(), run, Map.of("doppel.dirty_rate", "2000")).memoryMiB(memMiB).build();
-            try (CloneController controller = new CloneController(launcher, ForkOptions.defaults())) {
+            ForkOptions options = ForkOptions.defaults().withPageServer(PageServerOptions.defaults().withMulticast(!unicast));
+            try (CloneController controller = new CloneController(launcher, options)) {
                 ForkableVm parent = controller.start(spec, disk, "qcow2");
                 parent.console().awaitLine(Pattern.compile("DOPPEL-READY"), Duration.ofSeconds(120));
                 System.out.printf("parent %s running at %s (pid %d)%n", parent.name(), parent.address().ip(), parent.pid());
