@@ -67,7 +67,7 @@ class RemoteForkIntegrationTest {
             Matcher first = nextDirtierLine(vm.console(), 0);
             assertTrue(writes(first) >= writesBeforeFork, vm.name() + " restarted its counter: " + first.group());
         }
-        List<Long> writes = allCleanFor(all, 12);
+        List<Long> writes = allCleanFor(all, 30);
         for (long w : writes) {
             assertTrue(w > writesBeforeFork);
         }

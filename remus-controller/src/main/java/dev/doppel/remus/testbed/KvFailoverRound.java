@@ -89,8 +89,17 @@ public final class KvFailoverRound {
                     Thread.sleep(1000);   // replies still in flight
                 }
                 List<KvClient.Ack> acks = client.acks();
-                KvClient.Verification v = KvClient.verify(bed.client().sockets(),
-                        new InetSocketAddress(bed.guestIp(), ProtectedKvService.KV_PORT), acks, Duration.ofSeconds(30));
+                KvClient.Verification v;
+                try {
+                    v = KvClient.verify(bed.client().sockets(),
+                            new InetSocketAddress(bed.guestIp(), ProtectedKvService.KV_PORT), acks, Duration.ofSeconds(30));
+                } catch (java.io.IOException e) {
+                    List<String> console = f.vm().console().lines();
+                    throw new java.io.IOException("VM '" + vmName + "' restored from epoch " + f.epoch() + ": reading the "
+                            + "acknowledged keys back failed (" + e.getMessage() + "); PUT stream: "
+                            + (survived ? "survived" : String.valueOf(client.connectionFailure())) + "; restored console tail: "
+                            + console.subList(Math.max(0, console.size() - 8), console.size()), e);
+                }
                 List<String> lost = new ArrayList<>(v.missing());
                 lost.addAll(v.wrong());
                 Outcome o = new Outcome(acks.size(), (int) acks.stream().filter(a -> a.ackedNanos() < killedAt).count(), lost,
