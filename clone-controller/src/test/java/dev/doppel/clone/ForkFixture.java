@@ -11,7 +11,9 @@ import dev.doppel.vm.testing.TestVms;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
+import java.util.ArrayList;
 import java.util.List;
+import java.util.concurrent.CompletableFuture;
 import java.util.Map;
 import java.util.concurrent.TimeoutException;
 import java.util.regex.Matcher;
@@ -122,6 +124,21 @@ final class ForkFixture implements AutoCloseable {
         for (String l : console.lines()) {
             assertTrue(!l.startsWith("CORRUPT"), vm.name() + " reported " + l);
         }
+    }
+
+    /** Watches every VM's dirtier for {@code seconds} in parallel (each must stay clean); their last write counts. */
+    static List<Long> allCleanFor(List<ForkableVm> vms, int seconds) {
+        List<CompletableFuture<Long>> watches = new ArrayList<>();
+        for (ForkableVm vm : vms) {
+            watches.add(CompletableFuture.supplyAsync(() -> {
+                try {
+                    return assertCleanFor(vm, seconds);
+                } catch (Exception e) {
+                    throw new AssertionError(e);
+                }
+            }));
+        }
+        return watches.stream().map(CompletableFuture::join).toList();
     }
 
     /** Runs a shell command in the guest through the agent; returns stdout; asserts exit 0. */

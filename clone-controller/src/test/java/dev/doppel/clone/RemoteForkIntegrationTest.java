@@ -22,7 +22,6 @@ import java.util.concurrent.TimeUnit;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
-import java.util.concurrent.CompletableFuture;
 import java.util.regex.Matcher;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Tag;
@@ -67,7 +66,7 @@ class RemoteForkIntegrationTest {
             Matcher first = nextDirtierLine(vm.console(), 0);
             assertTrue(writes(first) >= writesBeforeFork, vm.name() + " restarted its counter: " + first.group());
         }
-        List<Long> writes = allCleanFor(all, 30);
+        List<Long> writes = ForkFixture.allCleanFor(all, 30);
         for (long w : writes) {
             assertTrue(w > writesBeforeFork);
         }
@@ -219,7 +218,7 @@ class RemoteForkIntegrationTest {
         for (ForkableVm c : r.clones()) {
             awaitStatus(r.remote(), c, RemoteFork.CloneStatus.RUNNING, 20);
         }
-        allCleanFor(List.of(parent, r.clones().get(0), r.clones().get(1)), 10);
+        ForkFixture.allCleanFor(List.of(parent, r.clones().get(0), r.clones().get(1)), 10);
         for (ForkableVm c : r.clones()) {
             assertEquals("postcopy-active", c.qmp().execute("query-migrate").path("status").asText());
             System.out.printf("recovered %s: %s%n", c.name(), r.remote().stats(c.name()));
@@ -284,22 +283,7 @@ class RemoteForkIntegrationTest {
         // The real clone and the parent never noticed.
         assertEquals(ClonePageSession.State.SERVING, server.session(clone.name()).state());
         assertEquals(RemoteFork.CloneStatus.RUNNING, r.remote().status(clone.name()));
-        allCleanFor(List.of(parent, clone), 6);
-    }
-
-    /** Watches every VM's dirtier for {@code seconds} in parallel (each must stay clean); their last write counts. */
-    private static List<Long> allCleanFor(List<ForkableVm> vms, int seconds) {
-        List<CompletableFuture<Long>> watches = new ArrayList<>();
-        for (ForkableVm vm : vms) {
-            watches.add(CompletableFuture.supplyAsync(() -> {
-                try {
-                    return assertCleanFor(vm, seconds);
-                } catch (Exception e) {
-                    throw new AssertionError(e);
-                }
-            }));
-        }
-        return watches.stream().map(CompletableFuture::join).toList();
+        ForkFixture.allCleanFor(List.of(parent, clone), 6);
     }
 
     /** From MIGRATION events: in-band query-migrate can hang while a paused clone's vCPU holds the BQL. */

@@ -1,6 +1,5 @@
 package dev.doppel.clone;
 
-import static dev.doppel.clone.ForkFixture.assertCleanFor;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
@@ -10,7 +9,6 @@ import dev.doppel.clone.pageserver.multicast.MulticastDistribution;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
-import java.util.concurrent.CompletableFuture;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
@@ -55,17 +53,7 @@ class RemoteForkMulticastIntegrationTest {
 
         List<ForkableVm> all = new ArrayList<>(r.clones());
         all.add(parent);
-        List<CompletableFuture<Long>> watches = new ArrayList<>();
-        for (ForkableVm vm : all) {
-            watches.add(CompletableFuture.supplyAsync(() -> {
-                try {
-                    return assertCleanFor(vm, 8);
-                } catch (Exception e) {
-                    throw new AssertionError(e);
-                }
-            }));
-        }
-        watches.forEach(CompletableFuture::join);
+        ForkFixture.allCleanFor(all, 8);
 
         long largestClone = 0;
         long allClones = 0;

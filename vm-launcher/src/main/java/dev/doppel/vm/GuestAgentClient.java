@@ -14,7 +14,10 @@ import java.nio.channels.SocketChannel;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Path;
 import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
 import java.util.Map;
+import java.util.Set;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.ExecutionException;
@@ -38,6 +41,8 @@ public final class GuestAgentClient implements AutoCloseable {
     private final String vmName;
     /** The current link; replaced by {@link #reconnect} when the VM moves to another QEMU process. */
     private volatile SocketChannel channel;
+    /** Links replaced by {@link #reconnect}, still read until their QEMU closes them. */
+    private final Set<SocketChannel> draining = ConcurrentHashMap.newKeySet();
     private final Map<Long, CompletableFuture<JsonNode>> pending = new ConcurrentHashMap<>();
     private final AtomicLong nextId = new AtomicLong(1);
     private volatile Consumer<JsonNode> callHandler = call -> log.warn("unhandled guest call {}", call);
@@ -66,11 +71,15 @@ public final class GuestAgentClient implements AutoCloseable {
         next.connect(UnixDomainSocketAddress.of(socket));
         SocketChannel old = channel;
         channel = next;
+        // The old link is not closed here: a call the guest wrote just before the VM moved may
+        // still sit unread in it (the agent never writes a call twice), and closing would drop it.
+        // Its reader drains it and closes it when the old QEMU goes away (EOF).
         try {
-            old.close();
+            old.shutdownOutput();
         } catch (IOException e) {
-            log.debug("vm={} closing previous agent link: {}", vmName, e.getMessage());
+            log.debug("vm={} previous agent link: {}", vmName, e.getMessage());
         }
+        draining.add(old);
         startReader(next);
     }
 
@@ -150,6 +159,7 @@ public final class GuestAgentClient implements AutoCloseable {
                 log.debug("vm={} agent link closed: {}", vmName, e.getMessage());
             }
         } finally {
+            draining.remove(ch);
             // A link replaced by reconnect() ends quietly: its calls are answered on the new one.
             if (ch == channel) {
                 IOException gone = new IOException("guest agent link of VM '" + vmName + "' closed");
@@ -185,10 +195,14 @@ public final class GuestAgentClient implements AutoCloseable {
     @Override
     public void close() {
         closed = true;
-        try {
-            channel.close();
-        } catch (IOException e) {
-            log.debug("vm={} closing agent link: {}", vmName, e.getMessage());
+        List<SocketChannel> all = new ArrayList<>(draining);
+        all.add(channel);
+        for (SocketChannel ch : all) {
+            try {
+                ch.close();
+            } catch (IOException e) {
+                log.debug("vm={} closing agent link: {}", vmName, e.getMessage());
+            }
         }
     }
 }
