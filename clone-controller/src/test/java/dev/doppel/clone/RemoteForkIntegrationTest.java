@@ -19,37 +19,17 @@ import java.util.LinkedHashMap;
 import java.util.Map;
 import java.util.concurrent.ExecutionException;
 import java.util.concurrent.TimeUnit;
-import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.regex.Matcher;
-import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
-import org.junit.jupiter.api.io.TempDir;
 
 /** Remote fork against real QEMU destinations in other network namespaces, fed by the page server. */
 @Tag("integration")
 @Timeout(300)
-class RemoteForkIntegrationTest {
-    @TempDir Path tmp;
-    private ForkFixture fx;
-    private RemoteHosts hosts;
-
-    @AfterEach
-    void cleanUp() throws Exception {
-        try {
-            if (fx != null) {
-                fx.close();
-            }
-        } finally {
-            if (hosts != null) {
-                hosts.close();
-            }
-        }
-    }
-
+class RemoteForkIntegrationTest extends RemoteForkTestBase {
     @Test
     void remoteClonesOfARunningDirtierStayCorrectAndFetchOnlyWhatTheyTouch() throws Exception {
         fx = new ForkFixture(tmp, ForkFixture.options(tmp));

@@ -9,11 +9,9 @@ import dev.doppel.clone.pageserver.multicast.MulticastDistribution;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
-import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
-import org.junit.jupiter.api.io.TempDir;
 
 /**
  * Multicast distribution (SnowFlock's mcdist) on real QEMU: 8 clones of a running dirtier on 2
@@ -23,24 +21,7 @@ import org.junit.jupiter.api.io.TempDir;
  */
 @Tag("integration")
 @Timeout(300)
-class RemoteForkMulticastIntegrationTest {
-    @TempDir Path tmp;
-    private ForkFixture fx;
-    private RemoteHosts hosts;
-
-    @AfterEach
-    void cleanUp() throws Exception {
-        try {
-            if (fx != null) {
-                fx.close();
-            }
-        } finally {
-            if (hosts != null) {
-                hosts.close();
-            }
-        }
-    }
-
+class RemoteForkMulticastIntegrationTest extends RemoteForkTestBase {
     @Test
     void eightClonesOnTwoHostsCostTheOriginLessThanTwoWorkingSets() throws Exception {
         fx = new ForkFixture(tmp, ForkFixture.options(tmp).withPageServer(PageServerOptions.defaults().withMulticast(true)));
@@ -106,8 +87,6 @@ class RemoteForkMulticastIntegrationTest {
         SessionStats after = r.remote().stats(clone.name());
         long[] result = {after.zeroPagesSent() - before.zeroPagesSent(), after.pagesSent() - before.pagesSent()};
         cleanUp();
-        fx = null;
-        hosts = null;
         return result;
     }
 }
