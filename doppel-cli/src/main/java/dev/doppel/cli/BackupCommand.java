@@ -8,7 +8,6 @@ import java.time.Duration;
 import java.time.LocalTime;
 import java.time.format.DateTimeFormatter;
 import java.util.concurrent.Callable;
-import java.util.concurrent.CountDownLatch;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Option;
@@ -28,13 +27,12 @@ public final class BackupCommand {
         @Override
         public Integer call() throws Exception {
             VmLauncher launcher = VmLauncher.create(accel.forced());
-            CountDownLatch stop = new CountDownLatch(1);
-            Runtime.getRuntime().addShutdownHook(new Thread(stop::countDown));
             DateTimeFormatter t = DateTimeFormatter.ofPattern("HH:mm:ss.SSS");
-            try (BackupService service = new BackupService(launcher, ProtectCommand.parse(listen), store, Duration.ofMillis(detectionMs),
+            try (GracefulStop stop = new GracefulStop("backup-serve", Duration.ofSeconds(20));
+                 BackupService service = new BackupService(launcher, ProtectCommand.parse(listen), store, Duration.ofMillis(detectionMs),
                     new NicSpec.Netdev.User(), line -> System.out.println(LocalTime.now().format(t) + " " + line))) {
                 long end = seconds > 0 ? System.nanoTime() + seconds * 1_000_000_000L : Long.MAX_VALUE;
-                while (System.nanoTime() < end && !stop.await(5, java.util.concurrent.TimeUnit.SECONDS)) {
+                while (System.nanoTime() < end && !stop.await(Duration.ofSeconds(5))) {
                     service.protectedVms().values().forEach(p -> System.out.println(LocalTime.now().format(t) + " VM "
                             + p.vm() + " " + p.guard().state() + ", " + p.epochs().summary()));
                 }

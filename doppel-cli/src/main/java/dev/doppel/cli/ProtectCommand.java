@@ -22,7 +22,6 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.Callable;
-import java.util.concurrent.CountDownLatch;
 import java.util.function.Supplier;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
@@ -59,9 +58,7 @@ public final class ProtectCommand implements Callable<Integer> {
         if (timeoutMs != null) {
             options = new ProtectionOptions(options.interval(), Duration.ofMillis(timeoutMs), options.initialSyncTimeout(), options.reprotectDelay());
         }
-        CountDownLatch stop = new CountDownLatch(1);
-        Thread hook = new Thread(stop::countDown);
-        Runtime.getRuntime().addShutdownHook(hook);
+        GracefulStop stop = new GracefulStop("protect", Duration.ofSeconds(20));
         try (QmpClient qmp = QmpClient.connectUnix(dir.qmpSocket(), name, Duration.ofSeconds(5))) {
             // Remus: every NIC's output is held per epoch and every disk is replicated, unless the
             // operator asks for memory only.
@@ -89,6 +86,7 @@ public final class ProtectCommand implements Callable<Integer> {
             }
         } finally {
             Files.deleteIfExists(dir.protectionFile());
+            stop.close();
         }
         if (VmRecord.readFrom(dir).alive()) {
             System.out.println("protection of " + name + " stopped; the VM keeps running");
@@ -99,15 +97,15 @@ public final class ProtectCommand implements Callable<Integer> {
     }
 
     /** Protects, then prints and stores the status every second until stopped. */
-    private void run(VmRunDir dir, QmpClient qmp, PrimaryProtector protector, CountDownLatch stop) throws Exception {
+    private void run(VmRunDir dir, QmpClient qmp, PrimaryProtector protector, GracefulStop stop) throws Exception {
         protector.protect();
         long end = seconds > 0 ? System.nanoTime() + seconds * 1_000_000_000L : Long.MAX_VALUE;
-        while (stop.getCount() > 0 && System.nanoTime() < end && qmp.isConnected()) {
+        while (!stop.requested() && System.nanoTime() < end && qmp.isConnected()) {
             ProtectionStatus s = protector.status();
             writeStatus(dir, s);
             System.out.printf("%s %-11s checkpoints=%d pause_last=%.1fms p50=%.1fms p99=%.1fms backup_lag=%dms lost_backups=%d%n",
                     name, s.state(), s.checkpoints(), s.lastPauseMs(), s.pauseP50Ms(), s.pauseP99Ms(), s.lagMs(), s.lostBackups());
-            stop.await(1, java.util.concurrent.TimeUnit.SECONDS);
+            stop.await(Duration.ofSeconds(1));
         }
     }
 

@@ -34,7 +34,6 @@ import java.util.concurrent.ThreadPoolExecutor;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.TimeoutException;
 import java.util.concurrent.atomic.AtomicInteger;
-import java.util.concurrent.atomic.AtomicLong;
 import java.util.function.Consumer;
 import java.util.function.Predicate;
 
@@ -65,19 +64,18 @@ import java.util.function.Predicate;
 public final class QmpClient implements AutoCloseable {
 
     private static final Logger log = LoggerFactory.getLogger(QmpClient.class);
-    private static final String ID_PREFIX = "doppel-";
     private static final int ABANDONED_MEMORY = 1024;
     private static final Duration CONNECT_RETRY_PAUSE = Duration.ofMillis(20);
 
-    private record PendingCall(String id, String command, CompletableFuture<JsonNode> future) {
+    private record PendingCall(int id, String command, CompletableFuture<JsonNode> future) {
     }
 
     private final QmpConnection connection;
     private final QmpClientOptions options;
     private final String vm;
     private final EventHub events;
-    private final Map<String, PendingCall> pending = new ConcurrentHashMap<>();
-    private final AtomicLong nextId = new AtomicLong(1);
+    private final Map<Integer, PendingCall> pending = new ConcurrentHashMap<>();
+    private final CallIds ids = new CallIds();
     private final Object stateLock = new Object();
     private volatile QmpException closedReason;
     private final CompletableFuture<QmpGreeting> greetingFuture = new CompletableFuture<>();
@@ -87,9 +85,10 @@ public final class QmpClient implements AutoCloseable {
     private volatile boolean oobEnabled;
     private volatile QmpSchema schema;
     private final Object schemaLock = new Object();
-    private final Map<String, String> abandoned = new LinkedHashMap<>() {
+    /** Calls given up before their reply (id to command), to name them when the late reply comes. */
+    private final Map<Integer, String> abandoned = new LinkedHashMap<>() {
         @Override
-        protected boolean removeEldestEntry(Map.Entry<String, String> eldest) {
+        protected boolean removeEldestEntry(Map.Entry<Integer, String> eldest) {
             return size() > ABANDONED_MEMORY;
         }
     };
@@ -444,16 +443,17 @@ public final class QmpClient implements AutoCloseable {
         } catch (IllegalArgumentException e) {
             throw new IllegalArgumentException("VM '" + vm + "': bad arguments for '" + command + "': " + e.getMessage(), e);
         }
-        String id = ID_PREFIX + nextId.getAndIncrement();
-        PendingCall call = new PendingCall(id, command, new CompletableFuture<>());
         QmpSchema s = schema;
         if (options.validateAgainstSchema() && s != null) {
             List<String> problems = s.validate(command, args);
             if (!problems.isEmpty()) {
-                call.future().completeExceptionally(new QmpSchemaException(vm, command, problems));
-                return call;
+                PendingCall refused = new PendingCall(0, command, new CompletableFuture<>());
+                refused.future().completeExceptionally(new QmpSchemaException(vm, command, problems));
+                return refused;
             }
         }
+        int id = ids.take();
+        PendingCall call = new PendingCall(id, command, new CompletableFuture<>());
         ObjectNode msg = QmpJson.MAPPER.createObjectNode();
         msg.put(kind, command);
         if (args != null) {
@@ -463,6 +463,7 @@ public final class QmpClient implements AutoCloseable {
         synchronized (stateLock) {
             QmpException closed = closedReason;
             if (closed != null) {
+                ids.free(id);
                 call.future().completeExceptionally(new QmpDisconnectedException(vm, command,
                         "QMP connection is closed; cannot send '" + command + "': " + closed.detail(), closed));
                 return call;
@@ -472,11 +473,11 @@ public final class QmpClient implements AutoCloseable {
         try {
             connection.send(msg, fds);
         } catch (UnsupportedOperationException e) {
-            pending.remove(id);
+            forget(call);
             call.future().completeExceptionally(new QmpException(vm, command, "cannot send '" + command + "' over "
                     + connection.describe() + ": " + e.getMessage(), e));
         } catch (IOException | RuntimeException e) {
-            pending.remove(id);
+            forget(call);
             call.future().completeExceptionally(new QmpDisconnectedException(vm, command, "sending '" + command
                     + "' (id " + id + ") to " + connection.describe() + " failed: " + e.getMessage(), e));
             connection.close(new QmpDisconnectedException(vm, null, "QMP connection " + connection.describe()
@@ -532,11 +533,19 @@ public final class QmpClient implements AutoCloseable {
         }
     }
 
+    /** The caller gives up: the id stays taken (see {@link CallIds}) until a late reply frees it. */
     private void abandon(PendingCall call) {
         if (pending.remove(call.id(), call)) {
             synchronized (abandoned) {
                 abandoned.put(call.id(), call.command());
             }
+        }
+    }
+
+    /** A call whose request was never sent: its id is free again. */
+    private void forget(PendingCall call) {
+        if (pending.remove(call.id(), call)) {
+            ids.free(call.id());
         }
     }
 
@@ -699,7 +708,12 @@ public final class QmpClient implements AutoCloseable {
                         QmpJson.snippet(msg.toString(), 300));
                 return;
             }
-            String id = idNode.isTextual() ? idNode.asText() : idNode.toString();
+            if (!idNode.isIntegralNumber() || !idNode.canConvertToInt()) {
+                log.warn("VM '{}': reply with id {} that this client never sends; dropped: {}", vm, idNode,
+                        QmpJson.snippet(msg.toString(), 300));
+                return;
+            }
+            int id = idNode.intValue();
             PendingCall call = pending.remove(id);
             if (call == null) {
                 String late;
@@ -707,6 +721,7 @@ public final class QmpClient implements AutoCloseable {
                     late = abandoned.remove(id);
                 }
                 if (late != null) {
+                    ids.free(id);
                     log.warn("VM '{}': late reply to '{}' (id {}) after its caller gave up; dropped: {}", vm, late, id,
                             QmpJson.snippet(msg.toString(), 300));
                 } else {
@@ -715,9 +730,10 @@ public final class QmpClient implements AutoCloseable {
                 }
                 return;
             }
+            ids.free(id);
             JsonNode err = msg.get("error");
             if (err != null) {
-                call.future().completeExceptionally(new QmpCommandException(vm, call.command(), id,
+                call.future().completeExceptionally(new QmpCommandException(vm, call.command(), String.valueOf(id),
                         err.path("class").asText("(no class)"), err.path("desc").asText("")));
             } else {
                 call.future().complete(msg.get("return"));

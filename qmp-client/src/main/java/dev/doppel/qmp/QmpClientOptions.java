@@ -14,7 +14,7 @@ import java.util.Objects;
  * @param enableOob             request the {@code oob} capability when offered (true)
  * @param validateAgainstSchema validate commands before sending once {@link QmpClient#schema()} is loaded (false)
  * @param eventBacklogSize      how many recent events {@link QmpClient#recentEvents()} keeps (1000)
- * @param replySpin             how long a blocking call polls for its reply before parking (100 µs; 0 = park at once)
+ * @param replySpin             how long a blocking call polls for (and reads) its reply before parking (500 µs; 0 = park at once)
  */
 public record QmpClientOptions(String vmName, Duration defaultTimeout, Duration greetingTimeout, int maxMessageBytes,
                                boolean enableOob, boolean validateAgainstSchema, int eventBacklogSize,

@@ -1,6 +1,8 @@
 package dev.doppel.qmp;
 
 import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.node.IntNode;
+import com.fasterxml.jackson.databind.node.TextNode;
 import dev.doppel.qmp.testing.FakeQmpPeer;
 import dev.doppel.qmp.testing.Threads;
 import dev.doppel.qmp.testing.Transcript;
@@ -74,7 +76,7 @@ class QmpBadPeerTest {
         peer.readRequest();
         peer.write("\u0001\u0002this is {not json at all\r\n");
         QmpProtocolException e = assertInstanceOf(QmpProtocolException.class, failure(pending, Duration.ofSeconds(3)));
-        assertTrue(e.getMessage().startsWith("VM 'bad1': QMP protocol error while waiting for reply to 'query-status' (id doppel-"),
+        assertTrue(e.getMessage().startsWith("VM 'bad1': QMP protocol error while waiting for reply to 'query-status' (id "),
                 e.getMessage());
         assertTrue(e.getMessage().contains("malformed JSON"), e.getMessage());
         assertTrue(e.getMessage().contains("offending bytes: '\\x01\\x02this is {not json at all'"), e.getMessage());
@@ -88,7 +90,7 @@ class QmpBadPeerTest {
     void trailingGarbageAfterAValidMessageIsAProtocolError() throws Exception {
         connect();
         CompletableFuture<JsonNode> pending = client.executeAsync("query-status", null);
-        String id = peer.readRequest().get("id").asText();
+        JsonNode id = peer.readRequest().get("id");
         String reply = STATUS.exchange("query-status").replyFor(id);
         peer.write(reply.replace("\r\n", " trailing\r\n"));
         assertInstanceOf(QmpProtocolException.class, failure(pending, Duration.ofSeconds(3)));
@@ -108,7 +110,7 @@ class QmpBadPeerTest {
     void halfAMessageThenCloseMentionsThePartialData() throws Exception {
         connect();
         CompletableFuture<JsonNode> pending = client.executeAsync("query-status", null);
-        String id = peer.readRequest().get("id").asText();
+        JsonNode id = peer.readRequest().get("id");
         String reply = STATUS.exchange("query-status").replyFor(id);
         peer.write(reply.substring(0, 20));
         peer.closeClient();
@@ -148,7 +150,7 @@ class QmpBadPeerTest {
     void smallerLimitFromOptions() throws Exception {
         client = peer.connect(QmpClientOptions.defaults(VM).withMaxMessageBytes(4096), HANDSHAKE);
         CompletableFuture<JsonNode> pending = client.executeAsync("query-qmp-schema", null);
-        String id = peer.readRequest().get("id").asText();
+        JsonNode id = peer.readRequest().get("id");
         peer.writeAsync(Transcript.load("query-qmp-schema.jsonl").exchange("query-qmp-schema").responseFor(id)
                 .getBytes(StandardCharsets.UTF_8)); // fails with EPIPE once the client hangs up
         QmpProtocolException e = assertInstanceOf(QmpProtocolException.class, failure(pending, Duration.ofSeconds(3)));
@@ -175,7 +177,7 @@ class QmpBadPeerTest {
     @Test
     void firstMessageNotAGreeting() throws Exception {
         CompletableFuture<QmpClient> f = peer.connectAsync(QmpClientOptions.defaults(VM));
-        peer.write(STATUS.exchange("query-status").replyFor("rec-2"));
+        peer.write(STATUS.exchange("query-status").replyFor(TextNode.valueOf("rec-2")));
         QmpGreetingException e = assertInstanceOf(QmpGreetingException.class, failure(f, Duration.ofSeconds(3)));
         assertTrue(e.getMessage().startsWith("VM 'bad1': expected the QMP greeting from unix:"), e.getMessage());
         assertTrue(e.getMessage().contains("prelaunch"), e.getMessage());
@@ -202,7 +204,7 @@ class QmpBadPeerTest {
     void negotiationErrorIsQmpNegotiationException() throws Exception {
         CompletableFuture<QmpClient> f = peer.connectAsync(QmpClientOptions.defaults(VM));
         peer.write(HANDSHAKE.greeting());
-        String id = peer.readRequest().get("id").asText();
+        JsonNode id = peer.readRequest().get("id");
         // a recorded error reply (CommandNotFound) in place of the capabilities reply
         peer.write(Transcript.load("errors.jsonl").exchange("no-such-command").replyFor(id));
         QmpNegotiationException e = assertInstanceOf(QmpNegotiationException.class, failure(f, Duration.ofSeconds(3)));
@@ -225,10 +227,11 @@ class QmpBadPeerTest {
     void unexpectedReplyIdIsDroppedAndNeverDeliveredToTheWrongCaller() throws Exception {
         connect();
         CompletableFuture<JsonNode> pending = client.executeAsync("query-status", null);
-        String id = peer.readRequest().get("id").asText();
-        peer.write(STATUS.exchange("query-status", 0).replyFor("doppel-999"));  // prelaunch, for nobody
-        peer.write(STATUS.exchange("query-status", 0).replyFor("surprise"));
-        peer.write(STATUS.exchange("query-status", 0).replyFor("rec-2").replace("\"rec-2\"", "42"));
+        JsonNode id = peer.readRequest().get("id");
+        peer.write(STATUS.exchange("query-status", 0).replyFor(IntNode.valueOf(999)));  // prelaunch, for nobody
+        peer.write(STATUS.exchange("query-status", 0).replyFor(TextNode.valueOf("surprise")));
+        peer.write(STATUS.exchange("query-status", 0).replyFor(TextNode.valueOf(id.asText())));  // ours, but as a string
+        peer.write(STATUS.exchange("query-status", 0).replyFor(IntNode.valueOf(42)));
         Thread.sleep(150);
         assertFalse(pending.isDone(), "an unknown id must not complete a pending call");
         peer.write(STATUS.exchange("query-status", 2).replyFor(id));             // paused, ours
@@ -240,7 +243,7 @@ class QmpBadPeerTest {
     void blankLinesAreIgnored() throws Exception {
         connect();
         CompletableFuture<JsonNode> pending = client.executeAsync("query-status", null);
-        String id = peer.readRequest().get("id").asText();
+        JsonNode id = peer.readRequest().get("id");
         peer.write("\r\n\r\n   \r\n" + STATUS.exchange("query-status").replyFor(id));
         assertEquals("prelaunch", pending.get(3, TimeUnit.SECONDS).get("status").asText());
     }

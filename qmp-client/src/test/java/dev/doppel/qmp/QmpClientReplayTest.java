@@ -2,6 +2,7 @@ package dev.doppel.qmp;
 
 import com.fasterxml.jackson.annotation.JsonProperty;
 import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.node.IntNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import dev.doppel.qmp.testing.FakeQmpPeer;
 import dev.doppel.qmp.testing.Threads;
@@ -114,12 +115,12 @@ class QmpClientReplayTest {
         CompletableFuture<QmpClient> f = peer.connectAsync(QmpClientOptions.defaults("vm"));
         peer.writeInChunks(HANDSHAKE.greeting().replace("\r\n", "\n"), 1);
         JsonNode req = peer.readRequest();
-        peer.writeInChunks(HANDSHAKE.exchange("qmp_capabilities").responseFor(req.get("id").asText()), 3);
+        peer.writeInChunks(HANDSHAKE.exchange("qmp_capabilities").responseFor(req.get("id")), 3);
         client = f.get(5, TimeUnit.SECONDS);
 
         CompletableFuture<JsonNode> status = client.executeAsync("query-status", null);
         req = peer.readRequest();
-        peer.writeInChunks(STATUS.exchange("stop").responseFor(req.get("id").asText()).replace("\r\n", "\n"), 1);
+        peer.writeInChunks(STATUS.exchange("stop").responseFor(req.get("id")).replace("\r\n", "\n"), 1);
         assertEquals("{}", status.get(5, TimeUnit.SECONDS).toString());
         assertEquals("STOP", client.recentEvents().get(0).name());
     }
@@ -159,7 +160,7 @@ class QmpClientReplayTest {
         CompletableFuture<JsonNode> f = CompletableFuture.supplyAsync(() -> client.execute("query-status"));
         JsonNode req = peer.answer(HANDSHAKE.exchange("query-status"));
         assertEquals("query-status", req.get("execute").asText());
-        assertTrue(req.get("id").asText().matches("doppel-\\d+"), req.toString());
+        assertEquals(1, req.get("id").intValue(), "the first call's id is 1, as a JSON number: " + req);
         assertNull(req.get("arguments"));
         assertEquals(M.readTree("{\"status\":\"prelaunch\",\"running\":false}"), f.get(5, TimeUnit.SECONDS));
     }
@@ -171,9 +172,9 @@ class QmpClientReplayTest {
         for (int i = 0; i < 3; i++) {
             calls.add(client.executeAsync("query-status", null));
         }
-        List<String> ids = new ArrayList<>();
+        List<JsonNode> ids = new ArrayList<>();
         for (int i = 0; i < 3; i++) {
-            ids.add(peer.readRequest().get("id").asText());
+            ids.add(peer.readRequest().get("id"));
         }
         assertEquals(3, ids.stream().distinct().count());
         // recorded replies: prelaunch, running, paused; answer them in reverse order
@@ -207,7 +208,7 @@ class QmpClientReplayTest {
         for (Transcript.Exchange x : sent) {
             JsonNode req = peer.readRequest();
             assertEquals(x.command(), req.has("execute") ? req.get("execute").asText() : req.get("exec-oob").asText());
-            stream = Transcript.withId(stream, x.recordedId(), req.get("id").asText());
+            stream = Transcript.withId(stream, x.recordedId(), req.get("id"));
         }
         peer.write(stream);
 
@@ -242,7 +243,7 @@ class QmpClientReplayTest {
         peer.write(HANDSHAKE.greeting());
         JsonNode req = peer.readRequest();
         String resume = STATUS.exchange("cont").events().get(0).raw();
-        peer.write(resume + HANDSHAKE.exchange("qmp_capabilities").responseFor(req.get("id").asText()));
+        peer.write(resume + HANDSHAKE.exchange("qmp_capabilities").responseFor(req.get("id")));
         client = f.get(5, TimeUnit.SECONDS);
 
         assertEquals(List.of("RESUME"), client.recentEvents().stream().map(QmpEvent::name).toList());
@@ -301,7 +302,7 @@ class QmpClientReplayTest {
         peer.write(idlessErrorLine());
         Thread.sleep(100);
         assertFalse(f.isDone());
-        peer.write(ERRORS.exchange("query-status", 2).replyFor(req.get("id").asText()));
+        peer.write(ERRORS.exchange("query-status", 2).replyFor(req.get("id")));
         assertEquals("paused", f.get(5, TimeUnit.SECONDS).get("status").asText());
     }
 
@@ -318,16 +319,48 @@ class QmpClientReplayTest {
         long ms = (System.nanoTime() - t0) / 1_000_000;
         assertTrue(ms >= 190 && ms < 2000, "took " + ms);
         JsonNode late = peer.readRequest();
-        assertTrue(e.getMessage().startsWith("VM 'web1': no reply to 'query-status' (id " + late.get("id").asText()
+        assertTrue(e.getMessage().startsWith("VM 'web1': no reply to 'query-status' (id " + late.get("id")
                 + ") within 200 ms"), e.getMessage());
         assertEquals("query-status", e.command());
 
         CompletableFuture<JsonNode> next = client.executeAsync("query-status", null);
         JsonNode req = peer.readRequest();
-        peer.write(STATUS.exchange("query-status", 0).replyFor(late.get("id").asText())); // late: prelaunch
-        peer.write(STATUS.exchange("query-status", 1).replyFor(req.get("id").asText()));  // ours: running
+        peer.write(STATUS.exchange("query-status", 0).replyFor(late.get("id"))); // late: prelaunch
+        peer.write(STATUS.exchange("query-status", 1).replyFor(req.get("id")));  // ours: running
         assertEquals("running", next.get(5, TimeUnit.SECONDS).get("status").asText());
         assertTrue(client.isConnected());
+    }
+
+    /**
+     * Ids are the smallest free numbers (QEMU reads monitor input a byte at a time, so every digit costs
+     * round-trip time). An answered call's id is reused; an abandoned call's id is not, until its late reply.
+     */
+    @Test
+    void idsAreReusedOnlyOnceTheirReplyHasArrived() throws Exception {
+        connect("web1");
+        for (int i = 0; i < 2; i++) {                       // sequential calls: always id 1
+            CompletableFuture<JsonNode> f = client.executeAsync("query-status", null);
+            JsonNode req = peer.readRequest();
+            assertEquals(IntNode.valueOf(1), req.get("id"), req.toString());
+            peer.write(STATUS.exchange("query-status", 1).replyFor(req.get("id")));
+            assertEquals("running", f.get(5, TimeUnit.SECONDS).get("status").asText());
+        }
+
+        assertThrows(QmpTimeoutException.class, () -> client.execute("query-status", null, Duration.ofMillis(100)));
+        JsonNode abandoned = peer.readRequest().get("id");
+        assertEquals(IntNode.valueOf(1), abandoned);
+        CompletableFuture<JsonNode> second = client.executeAsync("query-status", null);
+        JsonNode secondId = peer.readRequest().get("id");
+        assertEquals(IntNode.valueOf(2), secondId, "id 1 may still get its late reply: not reused");
+        peer.write(STATUS.exchange("query-status", 0).replyFor(abandoned));   // the late reply: prelaunch
+        peer.write(STATUS.exchange("query-status", 2).replyFor(secondId));    // paused
+        assertEquals("paused", second.get(5, TimeUnit.SECONDS).get("status").asText());
+
+        CompletableFuture<JsonNode> third = client.executeAsync("query-status", null);
+        JsonNode thirdReq = peer.readRequest();
+        assertEquals(IntNode.valueOf(1), thirdReq.get("id"), "the late reply freed id 1");
+        peer.write(STATUS.exchange("query-status", 1).replyFor(thirdReq.get("id")));
+        assertEquals("running", third.get(5, TimeUnit.SECONDS).get("status").asText());
     }
 
     @Test
@@ -335,7 +368,7 @@ class QmpClientReplayTest {
         connect("web1");
         CompletableFuture<JsonNode> migrate = client.executeAsync("migrate", Map.of("uri", "fd:fd0"));
         CompletableFuture<QmpException> gone = client.whenDisconnected();
-        String id = peer.readRequest().get("id").asText();
+        JsonNode id = peer.readRequest().get("id");
         peer.closeClient();
 
         QmpDisconnectedException e = assertInstanceOf(QmpDisconnectedException.class, cause(migrate));
@@ -357,7 +390,7 @@ class QmpClientReplayTest {
     void closeFailsPendingCalls() throws Exception {
         connect("web1");
         CompletableFuture<JsonNode> migrate = client.executeAsync("migrate", Map.of("uri", "fd:fd0"));
-        String id = peer.readRequest().get("id").asText();
+        JsonNode id = peer.readRequest().get("id");
         client.close();
         QmpDisconnectedException e = assertInstanceOf(QmpDisconnectedException.class, cause(migrate));
         assertTrue(e.getMessage().startsWith("VM 'web1': QMP connection closed while waiting for reply to 'migrate' (id "

@@ -5,7 +5,11 @@ import dev.doppel.qmp.QmpClient;
 import dev.doppel.vm.GuestImage;
 import dev.doppel.vm.VmLauncher;
 import dev.doppel.vm.VmProcess;
-import dev.doppel.qmp.transport.UnixSocketTransport;
+import java.io.EOFException;
+import java.io.IOException;
+import java.net.UnixDomainSocketAddress;
+import java.nio.ByteBuffer;
+import java.nio.channels.SocketChannel;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Path;
 import java.time.Duration;
@@ -22,6 +26,7 @@ public final class QmpBench implements Callable<Integer> {
     @Option(names = "--seconds", defaultValue = "10", description = "measurement time (default ${DEFAULT-VALUE})") int seconds;
     @Option(names = "--mem", defaultValue = "256", description = "guest RAM in MiB (default ${DEFAULT-VALUE})") long memMiB;
     @Option(names = "--workload", defaultValue = "ticker", description = "guest workload while measuring (default ${DEFAULT-VALUE})") String workload;
+    @Option(names = "--warmup", defaultValue = "3", description = "seconds of untimed calls before each phase (default ${DEFAULT-VALUE})") int warmupSeconds;
     @Mixin AccelOption accel;
 
     @Override
@@ -33,7 +38,10 @@ public final class QmpBench implements Callable<Integer> {
             System.err.println("booting guest …");
             vm.console().awaitLine(Pattern.compile("DOPPEL-READY"), Duration.ofSeconds(120));
             QmpClient qmp = vm.qmp();
-            for (int i = 0; i < 500; i++) {   // warm-up: JIT and QEMU's monitor path
+            // Warm-up, untimed: with 500 calls the p50 of the following 20,000 was 10-20 µs higher
+            // than later ones (JIT compilation of the client's path); 3 s is ~15,000 calls.
+            long warm = System.nanoTime() + Duration.ofSeconds(warmupSeconds).toNanos();
+            while (System.nanoTime() < warm) {
                 qmp.execute("query-status");
             }
             long[] rtt = new long[4_000_000];
@@ -47,10 +55,12 @@ public final class QmpBench implements Callable<Integer> {
             }
             double elapsed = (System.nanoTime() - start) / 1e9;
             Percentiles p = new Percentiles(rtt, n);
-            // Baseline on the same monitor, same QEMU, right after: bare request/reply on one thread,
-            // no client library. (QEMU serves one client per socket, so the client disconnects first.)
+            // Baseline on the same monitor, same QEMU, right after: bare request/reply on one polling
+            // thread, no client library. (QEMU serves one client per socket, so the client disconnects first.)
             qmp.close();
-            Percentiles raw = rawRoundTrips(vm.runDir().qmpSocket(), seconds);
+            Percentiles raw = rawRoundTrips(vm.runDir().qmpSocket(), SHORT_ID_REQUEST, seconds, warmupSeconds);
+            // Same floor with the id this client used to send: what the request's length alone costs.
+            Percentiles rawLongId = rawRoundTrips(vm.runDir().qmpSocket(), LONG_ID_REQUEST, seconds, warmupSeconds);
             vm.kill();
             new BenchReport("QMP round trips (query-status, sequential, one connection)")
                     .note("accelerator", launcher.accelerator())
@@ -61,8 +71,10 @@ public final class QmpBench implements Callable<Integer> {
                     .figure("rtt_p50_us", "rtt p50 (µs)", p.at(50) / 1000)
                     .figure("rtt_p99_us", "rtt p99 (µs)", p.at(99) / 1000)
                     .figure("rtt_max_us", "rtt max (µs)", p.at(100) / 1000)
-                    .figure("raw_rtt_p50_us", "baseline: bare socket, one thread, rtt p50 (µs)", raw.at(50) / 1000)
+                    .figure("raw_rtt_p50_us", "baseline: bare socket, one polling thread, rtt p50 (µs)", raw.at(50) / 1000)
                     .figure("raw_rtt_p99_us", "baseline: bare socket rtt p99 (µs)", raw.at(99) / 1000)
+                    .figure("raw_long_id_rtt_p50_us", "bare socket, id \"doppel-12345\" (+12 bytes), rtt p50 (µs)",
+                            rawLongId.at(50) / 1000)
                     .figure("client_vs_raw_p50", "client p50 ÷ bare p50", Math.round(100.0 * p.at(50) / raw.at(50)) / 100.0)
                     .figure("accel", "accel", launcher.accelerator().accelerator().qemuName())
                     .print(System.out);
@@ -70,39 +82,64 @@ public final class QmpBench implements Callable<Integer> {
         return 0;
     }
 
-    /** query-status over a second monitor with no client library: write, read one line, repeat. */
-    private static Percentiles rawRoundTrips(Path socket, int seconds) throws Exception {
-        try (UnixSocketTransport t = UnixSocketTransport.connect(socket)) {
-            byte[] buf = new byte[65536];
-            readLine(t, buf);                                   // greeting
-            t.send("{\"execute\":\"qmp_capabilities\"}\n".getBytes(StandardCharsets.US_ASCII), null);
-            readLine(t, buf);
-            byte[] msg = "{\"execute\":\"query-status\",\"id\":1}\n".getBytes(StandardCharsets.US_ASCII);
-            for (int i = 0; i < 500; i++) {
-                t.send(msg, null);
-                readLine(t, buf);
+    private static final String SHORT_ID_REQUEST = "{\"execute\":\"query-status\",\"id\":1}\n";
+    private static final String LONG_ID_REQUEST = "{\"execute\":\"query-status\",\"id\":\"doppel-12345\"}\n";
+
+    /**
+     * The floor: the same request bytes as the client's ({@code "id":1}: QEMU reads its monitor input a
+     * byte at a time, so the request's length matters) over the same QMP socket, with no client library:
+     * one thread, a non-blocking JDK socket, write, then busy-poll until the reply's newline.
+     */
+    private static Percentiles rawRoundTrips(Path socket, String request, int seconds, int warmupSeconds)
+            throws Exception {
+        try (SocketChannel ch = SocketChannel.open(UnixDomainSocketAddress.of(socket))) {
+            ByteBuffer in = ByteBuffer.allocateDirect(65536);
+            readLine(ch, in);                                   // greeting (blocking)
+            send(ch, "{\"execute\":\"qmp_capabilities\"}\n");
+            readLine(ch, in);
+            ch.configureBlocking(false);
+            ByteBuffer msg = ByteBuffer.allocateDirect(64);
+            msg.put(request.getBytes(StandardCharsets.US_ASCII)).flip();
+            long warm = System.nanoTime() + Duration.ofSeconds(warmupSeconds).toNanos();
+            while (System.nanoTime() < warm) {
+                roundTrip(ch, msg, in);
             }
             long[] rtt = new long[4_000_000];
             int n = 0;
             long end = System.nanoTime() + Duration.ofSeconds(seconds).toNanos();
             while (System.nanoTime() < end && n < rtt.length) {
                 long t0 = System.nanoTime();
-                t.send(msg, null);
-                readLine(t, buf);
+                roundTrip(ch, msg, in);
                 rtt[n++] = System.nanoTime() - t0;
             }
             return new Percentiles(rtt, n);
         }
     }
 
+    private static void roundTrip(SocketChannel ch, ByteBuffer msg, ByteBuffer in) throws IOException {
+        msg.rewind();
+        while (msg.hasRemaining()) {
+            ch.write(msg);
+        }
+        readLine(ch, in);
+    }
+
+    private static void send(SocketChannel ch, String text) throws IOException {
+        ByteBuffer b = ByteBuffer.wrap(text.getBytes(StandardCharsets.US_ASCII));
+        while (b.hasRemaining()) {
+            ch.write(b);
+        }
+    }
+
     /** Reads until a newline (QMP replies end with CRLF); the stream carries only our replies. */
-    private static void readLine(UnixSocketTransport t, byte[] buf) throws java.io.IOException {
+    private static void readLine(SocketChannel ch, ByteBuffer in) throws IOException {
         while (true) {
-            int n = t.read(buf);
+            in.clear();
+            int n = ch.read(in);
             if (n < 0) {
-                throw new java.io.EOFException("QMP monitor closed");
+                throw new EOFException("QMP monitor closed");
             }
-            if (n > 0 && buf[n - 1] == '\n') {
+            if (n > 0 && in.get(n - 1) == '\n') {
                 return;
             }
         }

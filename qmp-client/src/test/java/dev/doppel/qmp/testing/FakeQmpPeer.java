@@ -203,7 +203,7 @@ public final class FakeQmpPeer implements AutoCloseable {
         if (!cmd.equals(exchange.command())) {
             throw new AssertionError("fake peer: expected '" + exchange.command() + "', client sent " + req);
         }
-        write(exchange.responseFor(req.get("id").asText()));
+        write(exchange.responseFor(req.get("id")));
         return req;
     }
 
@@ -238,7 +238,7 @@ public final class FakeQmpPeer implements AutoCloseable {
                         throw new AssertionError("fake peer: no recording for " + cmd);
                     }
                     int n = used.merge(cmd, 1, Integer::sum) - 1;
-                    write(xs.get(Math.min(n, xs.size() - 1)).responseFor(req.get("id").asText()));
+                    write(xs.get(Math.min(n, xs.size() - 1)).responseFor(req.get("id")));
                 }
             } catch (InterruptedException e) {
                 Thread.currentThread().interrupt();

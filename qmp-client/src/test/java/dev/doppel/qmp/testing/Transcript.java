@@ -71,8 +71,8 @@ public final class Transcript {
             return r == null ? null : r.path("id").asText(null);
         }
 
-        /** The received bytes after this request, with the recorded id replaced by {@code newId}. */
-        public String responseFor(String newId) {
+        /** The received bytes after this request, with the recorded id replaced by {@code newId} (any JSON value). */
+        public String responseFor(JsonNode newId) {
             StringBuilder b = new StringBuilder();
             for (Entry e : responses) {
                 b.append(e.raw());
@@ -81,7 +81,7 @@ public final class Transcript {
         }
 
         /** Only the reply line (the one carrying the recorded id), id replaced. */
-        public String replyFor(String newId) {
+        public String replyFor(JsonNode newId) {
             for (Entry e : responses) {
                 if (e.raw().contains("\"id\": \"" + recordedId() + "\"")) {
                     return withId(e.raw(), recordedId(), newId);
@@ -207,12 +207,14 @@ public final class Transcript {
     }
 
     /** Replaces the recorded id literal {@code "rec-N"} by {@code newId} in raw reply bytes. */
-    public static String withId(String raw, String recordedId, String newId) {
+    public static String withId(String raw, String recordedId, JsonNode newId) {
         Matcher m = RECORDED_ID.matcher(raw);
         StringBuilder b = new StringBuilder();
         while (m.find()) {
             String id = m.group(1);
-            m.appendReplacement(b, Matcher.quoteReplacement("\"id\": \"" + (id.equals(recordedId) ? newId : id) + "\""));
+            // QEMU echoes the id as the JSON value it was sent as, so a number stays a number
+            String json = id.equals(recordedId) ? newId.toString() : "\"" + id + "\"";
+            m.appendReplacement(b, Matcher.quoteReplacement("\"id\": " + json));
         }
         m.appendTail(b);
         return b.toString();

@@ -1,0 +1,51 @@
+package dev.doppel.cli;
+
+import java.time.Duration;
+import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.TimeUnit;
+
+/**
+ * Turns SIGTERM/SIGINT into a stop request for a long-running command, and holds the JVM's exit until the
+ * command has cleaned up (bounded). Without the second half, the JVM exits as soon as its shutdown hooks
+ * return, so a {@code kill} left VMs a command owned running, or their run directories behind.
+ */
+final class GracefulStop implements AutoCloseable {
+
+    private final CountDownLatch requested = new CountDownLatch(1);
+    private final CountDownLatch cleanedUp = new CountDownLatch(1);
+    private final Thread hook;
+
+    GracefulStop(String command, Duration cleanupLimit) {
+        hook = new Thread(() -> {
+            requested.countDown();
+            try {
+                cleanedUp.await(cleanupLimit.toMillis(), TimeUnit.MILLISECONDS);
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+            }
+        }, command + "-shutdown");
+        Runtime.getRuntime().addShutdownHook(hook);
+    }
+
+    boolean requested() {
+        return requested.getCount() == 0;
+    }
+
+    /** Waits up to {@code limit} for a stop request; true if one came. */
+    boolean await(Duration limit) throws InterruptedException {
+        return requested.await(limit.toMillis(), TimeUnit.MILLISECONDS);
+    }
+
+    /** The command has cleaned up: a pending exit may go on. */
+    @Override
+    public void close() {
+        cleanedUp.countDown();
+        if (!requested()) {
+            try {
+                Runtime.getRuntime().removeShutdownHook(hook);
+            } catch (IllegalStateException alreadyExiting) {
+                // the JVM is exiting for another reason; the hook returns at once now
+            }
+        }
+    }
+}
