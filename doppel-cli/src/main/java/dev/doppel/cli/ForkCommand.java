@@ -51,17 +51,20 @@ public final class ForkCommand {
         @Override
         public Integer call() throws Exception {
             List<RemoteHost> remoteHosts = new ArrayList<>();
+            // the clones' hosts (namespaces) too are removed before the JVM exits on Ctrl-C
+            GracefulStop stop = new GracefulStop("fork-run", Duration.ofSeconds(30));
             try {
                 for (String h : hosts) {
                     remoteHosts.add(RemoteHost.create("dpr-" + h));
                 }
-                return run(remoteHosts);
+                return run(remoteHosts, stop);
             } finally {
                 remoteHosts.forEach(RemoteHost::close);
+                stop.close();
             }
         }
 
-        private Integer run(List<RemoteHost> remoteHosts) throws Exception {
+        private Integer run(List<RemoteHost> remoteHosts, GracefulStop stop) throws Exception {
             VmLauncher launcher = VmLauncher.create(accel.forced());
             Path work = Files.createTempDirectory("doppel-fork");
             Path disk = work.resolve("disk.qcow2");
@@ -71,7 +74,7 @@ public final class ForkCommand {
             ForkOptions options = ForkOptions.defaults().withPageServer(PageServerOptions.defaults().withMulticast(!unicast));
             try (CloneController controller = new CloneController(launcher, options)) {
                 ForkableVm parent = controller.start(spec, disk, "qcow2");
-                parent.console().awaitLine(Pattern.compile("DOPPEL-READY"), Duration.ofSeconds(120));
+                stop.awaitLine(parent.console(), Pattern.compile("DOPPEL-READY"), Duration.ofSeconds(120));
                 System.out.printf("parent %s running at %s (pid %d)%n", parent.name(), parent.address().ip(), parent.pid());
                 RemoteFork remote = null;
                 ForkResult r;
@@ -90,7 +93,7 @@ public final class ForkCommand {
                     String host = remoteHosts.isEmpty() ? "local" : remoteHosts.get(k % remoteHosts.size()).name();
                     System.out.printf("%-24s %-14s %-18s %8d %-22s%n", c.name(), c.address().ip(), c.address().mac(), c.pid(), host);
                 }
-                Thread.sleep(seconds * 1000L);
+                stop.await(Duration.ofSeconds(seconds));
                 if (remote != null) {
                     for (ForkableVm c : r.clones()) {
                         var st = remote.stats(c.name());
@@ -102,6 +105,9 @@ public final class ForkCommand {
                     var tail = vm.console().tail(1);
                     System.out.printf("%-24s %s%n", vm.name(), tail.isEmpty() ? "" : tail.get(0));
                 }
+            } catch (GracefulStop.Requested e) {
+                System.out.println("stopped; cleaning up");
+                return 130;
             } finally {
                 dev.doppel.vm.FileTrees.deleteRecursively(work);
             }
@@ -129,6 +135,7 @@ public final class ForkCommand {
             VmSpec spec = VmLauncher.guestSpec("ex" + ProcessHandle.current().pid(), GuestImage.locate(), example,
                     Map.of("doppel.example_args", args)).build();
             Pattern done = Pattern.compile("PSUM total=|SANDBOX parent-");
+            GracefulStop stop = new GracefulStop("fork-example", Duration.ofSeconds(30));
             try (CloneController controller = new CloneController(launcher, ForkOptions.defaults())) {
                 ForkableVm vm = controller.start(spec, disk, "qcow2");
                 vm.console().addListener(l -> {
@@ -136,12 +143,16 @@ public final class ForkCommand {
                         System.out.println(l.text());
                     }
                 }, true);
-                vm.console().awaitLine(done, Duration.ofSeconds(300));
+                stop.awaitLine(vm.console(), done, Duration.ofSeconds(300));
                 if (example.equals("parallel-sum")) {
                     System.out.println("expected total=" + ExampleDataSet.expectedSum(count));
                 }
+            } catch (GracefulStop.Requested e) {
+                System.out.println("stopped; cleaning up");
+                return 130;
             } finally {
                 dev.doppel.vm.FileTrees.deleteRecursively(work);
+                stop.close();
             }
             return 0;
         }

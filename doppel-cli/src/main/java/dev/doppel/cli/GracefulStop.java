@@ -1,8 +1,12 @@
 package dev.doppel.cli;
 
+import dev.doppel.vm.ConsoleLine;
+import dev.doppel.vm.ConsoleLog;
 import java.time.Duration;
 import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.TimeUnit;
+import java.util.concurrent.TimeoutException;
+import java.util.regex.Pattern;
 
 /**
  * Turns SIGTERM/SIGINT into a stop request for a long-running command, and holds the JVM's exit until the
@@ -10,6 +14,8 @@ import java.util.concurrent.TimeUnit;
  * return, so a {@code kill} left VMs a command owned running, or their run directories behind.
  */
 final class GracefulStop implements AutoCloseable {
+
+    private static final Duration SLICE = Duration.ofMillis(250);
 
     private final CountDownLatch requested = new CountDownLatch(1);
     private final CountDownLatch cleanedUp = new CountDownLatch(1);
@@ -34,6 +40,34 @@ final class GracefulStop implements AutoCloseable {
     /** Waits up to {@code limit} for a stop request; true if one came. */
     boolean await(Duration limit) throws InterruptedException {
         return requested.await(limit.toMillis(), TimeUnit.MILLISECONDS);
+    }
+
+    /**
+     * Like {@link ConsoleLog#awaitLine(Pattern, Duration)}, but gives up with {@link Requested} as soon as a
+     * stop is requested, so that a command waiting for its guest still cleans up on Ctrl-C.
+     */
+    ConsoleLine awaitLine(ConsoleLog console, Pattern pattern, Duration timeout) throws TimeoutException {
+        long deadline = System.nanoTime() + timeout.toNanos();
+        while (true) {
+            if (requested()) {
+                throw new Requested();
+            }
+            long left = deadline - System.nanoTime();
+            try {
+                return console.awaitLine(pattern, Duration.ofNanos(Math.max(1, Math.min(left, SLICE.toNanos()))));
+            } catch (TimeoutException e) {
+                if (System.nanoTime() - deadline >= 0) {
+                    throw e;
+                }
+            }
+        }
+    }
+
+    /** A stop was requested while the command waited; the command cleans up and ends. */
+    static final class Requested extends RuntimeException {
+        Requested() {
+            super("stopped by a signal", null, false, false);
+        }
     }
 
     /** The command has cleaned up: a pending exit may go on. */
