@@ -93,7 +93,9 @@ public final class ForkCommand {
                     String host = remoteHosts.isEmpty() ? "local" : remoteHosts.get(k % remoteHosts.size()).name();
                     System.out.printf("%-24s %-14s %-18s %8d %-22s%n", c.name(), c.address().ip(), c.address().mac(), c.pid(), host);
                 }
-                stop.await(Duration.ofSeconds(seconds));
+                if (stop.await(Duration.ofSeconds(seconds))) {
+                    throw new GracefulStop.Requested();
+                }
                 if (remote != null) {
                     for (ForkableVm c : r.clones()) {
                         var st = remote.stats(c.name());
