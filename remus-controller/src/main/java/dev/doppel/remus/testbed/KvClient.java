@@ -32,8 +32,11 @@ import org.slf4j.LoggerFactory;
 public final class KvClient implements AutoCloseable {
     private static final Logger log = LoggerFactory.getLogger(KvClient.class);
 
-    /** An acknowledged PUT: the key, its value, and when the request left and the reply arrived (nanoTime). */
-    public record Ack(String key, String value, long sentNanos, long ackedNanos) {
+    /**
+     * An acknowledged PUT: the key, its value, when the request left and the reply arrived (nanoTime), and
+     * the server's PUT sequence number from the reply ({@code OK <seq>}; -1 if it had none).
+     */
+    public record Ack(String key, String value, long sentNanos, long ackedNanos, long seq) {
     }
 
     private record Pending(String key, String value, long sentNanos) {
@@ -114,7 +117,7 @@ public final class KvClient implements AutoCloseable {
                     if (!line.startsWith("OK ")) {
                         throw new IOException("PUT " + p.key() + " answered '" + line + "'");
                     }
-                    acks.add(new Ack(p.key(), p.value(), p.sentNanos(), now));
+                    acks.add(new Ack(p.key(), p.value(), p.sentNanos(), now, serverSeq(line)));
                 }
                 connectionFailure = new IOException("connection closed by the server");
             } catch (IOException e) {
@@ -127,6 +130,14 @@ public final class KvClient implements AutoCloseable {
         reader.setDaemon(true);
         writer.start();
         reader.start();
+    }
+
+    private static long serverSeq(String okLine) {
+        try {
+            return Long.parseLong(okLine.substring(3).trim());
+        } catch (NumberFormatException e) {
+            return -1;
+        }
     }
 
     /** Stops sending; replies still in flight keep arriving until {@link #close()}. */

@@ -102,6 +102,9 @@ public final class KvFailoverRound {
                 }
                 List<String> lost = new ArrayList<>(v.missing());
                 lost.addAll(v.wrong());
+                if (!lost.isEmpty()) {
+                    log.error("vm={} lost keys after failover from epoch {}: {}", vmName, f.epoch(), lossDiagnosis(acks, lost, killedAt));
+                }
                 Outcome o = new Outcome(acks.size(), (int) acks.stream().filter(a -> a.ackedNanos() < killedAt).count(), lost,
                         repliesBeforeCommit(acks, kv.commitTimes(), killedAt),
                         notOnDisk(acks, killedAt, kv.endpoint().disks().images().get(ProtectedKvService.DISK), image),
@@ -113,6 +116,25 @@ public final class KvFailoverRound {
                 return o;
             }
         }
+    }
+
+    /**
+     * Where the lost keys sit in the server's PUT sequence, against the last sequence acknowledged before
+     * the kill and the first ones the restored server answered. A restored sequence that goes on past the
+     * lost ones means the restored state counted those PUTs but lacks their entries (memory inconsistent
+     * within one checkpoint); one that restarts below them means the whole state is older than the
+     * replies the client saw (output released ahead of the backup, or an older epoch restored).
+     */
+    static String lossDiagnosis(List<KvClient.Ack> acks, List<String> lost, long killedAt) {
+        java.util.Set<String> lostKeys = new java.util.HashSet<>();
+        lost.forEach(l -> lostKeys.add(l.split(" ", 2)[0]));
+        List<Long> lostSeqs = acks.stream().filter(a -> lostKeys.contains(a.key())).map(KvClient.Ack::seq).sorted().toList();
+        long lastBefore = acks.stream().filter(a -> a.ackedNanos() < killedAt).mapToLong(KvClient.Ack::seq).max().orElse(-1);
+        List<Long> firstAfter = acks.stream().filter(a -> a.ackedNanos() >= killedAt).map(KvClient.Ack::seq).limit(5).toList();
+        long contiguous = lostSeqs.isEmpty() ? 0 : lostSeqs.get(lostSeqs.size() - 1) - lostSeqs.get(0) + 1;
+        return "lost seqs " + (lostSeqs.isEmpty() ? "[]" : lostSeqs.get(0) + ".." + lostSeqs.get(lostSeqs.size() - 1))
+                + " (" + lostSeqs.size() + " keys over a span of " + contiguous + "), last seq acknowledged before the kill "
+                + lastBefore + ", first seqs answered by the restored server " + firstAfter;
     }
 
     /**

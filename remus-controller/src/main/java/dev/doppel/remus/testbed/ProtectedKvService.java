@@ -14,6 +14,7 @@ import dev.doppel.remus.primary.ProtectionScope;
 import dev.doppel.remus.primary.ProtectionTarget;
 import dev.doppel.vm.Closeables;
 import dev.doppel.vm.GuestImage;
+import dev.doppel.vm.MemoryBackend;
 import dev.doppel.vm.NicSpec;
 import dev.doppel.vm.VmLauncher;
 import dev.doppel.vm.VmProcess;
@@ -71,6 +72,12 @@ public final class ProtectedKvService implements AutoCloseable {
     /** Boots the guest on the primary host with a fresh data disk and waits for its KV server. */
     public static ProtectedKvService boot(RemusTestbed bed, String name, Path work, VmLauncher primaryLauncher,
                                           GuestImage image) throws IOException, TimeoutException {
+        return boot(bed, name, work, primaryLauncher, image, null);
+    }
+
+    /** {@link #boot}, with the primary's RAM on {@code memory} (null: QEMU's default anonymous RAM). */
+    public static ProtectedKvService boot(RemusTestbed bed, String name, Path work, VmLauncher primaryLauncher,
+                                          GuestImage image, MemoryBackend memory) throws IOException, TimeoutException {
         Files.createDirectories(work);
         Path disk = work.resolve(name + "-data.qcow2");
         HostCommand.run("qemu-img", "create", "-q", "-f", "qcow2", disk.toString(), Long.toString(DISK_BYTES));
@@ -80,6 +87,9 @@ public final class ProtectedKvService implements AutoCloseable {
                 .disk(DISK, disk, "qcow2", false)
                 .netns(bed.primary().ns().name())
                 .build();
+        if (memory != null) {
+            spec = spec.toBuilder().memory(memory).build();
+        }
         ProtectedKvService s = new ProtectedKvService(bed, name, work, spec);
         try {
             s.primary = primaryLauncher.start(spec);
