@@ -94,6 +94,14 @@ public final class CloneController implements AutoCloseable {
         return forks.prepare(vm, n);
     }
 
+    /**
+     * Pre-starts the processes of the next {@link #forkRemote} of {@code vm} into n clones on
+     * {@code hosts}; returns ms spent.
+     */
+    public double prepareRemote(ForkableVm vm, int n, List<RemoteHost> hosts) {
+        return remoteForks.prepare(vm, n, hosts);
+    }
+
     public ForkService forkService() {
         return forks;
     }

@@ -23,9 +23,10 @@ interface ClonePlacement {
 
     /**
      * The descriptor is written and the parent runs again; the old parent process (which holds the
-     * generation file's last writer reference) has not retired yet.
+     * generation file's last writer reference) has not retired yet. Clones 1..{@code clones} start next
+     * (a prepared pool may have had more; those were stopped).
      */
-    default void descriptorReady(ForkableVm parent, int forkNumber, Path descriptor, GenerationFile generation) {
+    default void descriptorReady(ForkableVm parent, int forkNumber, int clones, Path descriptor, GenerationFile generation) {
     }
 
     /** Lets clone {@code k}'s pre-started process load the fork's state and run. */

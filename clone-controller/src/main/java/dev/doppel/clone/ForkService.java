@@ -85,13 +85,18 @@ public final class ForkService {
      * only moves device state. Returns the time it took in ms.
      */
     public double prepare(ForkableVm vm, int n) {
+        return prepare(vm, n, LOCAL);
+    }
+
+    /** {@link #prepare(ForkableVm, int)} for a fork whose clones {@code placement} puts; the fork must pass it too. */
+    double prepare(ForkableVm vm, int n, ClonePlacement placement) {
         validate(vm, n);
         awaitReshare(vm);
         vm.lifecycle.lock();
         try {
             long t0 = System.nanoTime();
             reshareIfPrivate(vm);
-            poolFor(vm, n);
+            poolFor(vm, n, placement);
             return (System.nanoTime() - t0) / 1e6;
         } finally {
             vm.lifecycle.unlock();
@@ -110,7 +115,10 @@ public final class ForkService {
         return fork(vm, n, LOCAL);
     }
 
-    /** A fork whose clones run where {@code placement} puts them (pre-started within this request unless local). */
+    /**
+     * A fork whose clones run where {@code placement} puts them: from a pool {@link #prepare prepared} for
+     * this placement, topped up or started within this request otherwise.
+     */
     ForkResult fork(ForkableVm vm, int n, ClonePlacement placement) {
         long tRequest = System.nanoTime();
         validate(vm, n);
@@ -121,14 +129,8 @@ public final class ForkService {
             reshareIfPrivate(vm);
             MemberProcess src = vm.process();
             long tPre = System.nanoTime();
-            ProcessPool pool;
-            if (placement == LOCAL) {
-                pool = poolFor(vm, n);
-                pools.remove(vm);
-            } else {
-                pool = new ProcessPool(vm.family().nextForkNumber(), src.generation, src.disk);
-                fill(vm, pool, n, placement);
-            }
+            ProcessPool pool = poolFor(vm, n, placement);
+            pools.remove(vm);
             double prestartMs = (System.nanoTime() - tPre) / 1e6;
             List<MemberProcess> surplus = new ArrayList<>(pool.cloneSlots.subList(n, pool.cloneSlots.size()));
             pool.cloneSlots.subList(n, pool.cloneSlots.size()).clear();
@@ -162,7 +164,7 @@ public final class ForkService {
 
             List<CompletableFuture<Void>> starts = new ArrayList<>();
             try {
-                placement.descriptorReady(vm, pool.forkNumber, descriptor, src.generation);
+                placement.descriptorReady(vm, pool.forkNumber, n, descriptor, src.generation);
                 for (int k = 1; k <= pool.cloneSlots.size(); k++) {
                     starts.add(placement.start(vm, cloneName(vm, pool.forkNumber, k), pool.cloneSlots.get(k - 1), k,
                             descriptor, timeout));
@@ -219,23 +221,24 @@ public final class ForkService {
         }
     }
 
-    private ProcessPool poolFor(ForkableVm vm, int n) {
+    private ProcessPool poolFor(ForkableVm vm, int n, ClonePlacement placement) {
         MemberProcess src = vm.process();
         ProcessPool pool = pools.get(vm);
-        if (pool != null && !pool.matches(src.generation, src.disk)) {
+        if (pool != null && !pool.matches(placement, src.generation, src.disk)) {
             pool.discard();
             pool = null;
         }
         if (pool == null) {
-            pool = new ProcessPool(vm.family().nextForkNumber(), src.generation, src.disk);
+            pool = new ProcessPool(vm.family().nextForkNumber(), placement, src.generation, src.disk);
             pools.put(vm, pool);
         }
-        fill(vm, pool, n, LOCAL);
+        fill(vm, pool, n);
         return pool;
     }
 
     /** Starts the missing processes of a pool, a few at a time (QEMU start-up is mostly waiting). */
-    private void fill(ForkableVm vm, ProcessPool pool, int n, ClonePlacement placement) {
+    private void fill(ForkableVm vm, ProcessPool pool, int n) {
+        ClonePlacement placement = pool.placement;
         MemberProcess src = vm.process();
         List<Future<MemberProcess>> started = new ArrayList<>();
         Future<MemberProcess> parentSlot = pool.parentSlot == null

@@ -26,7 +26,8 @@ import java.util.concurrent.TimeUnit;
  * Fork with clones on other hosts. The parent's half is the local fork's ({@link ForkService}): stop,
  * device-state descriptor, the parent continues in a new process, the generation file is frozen.
  * The clones' half differs: each clone is a QEMU process on a {@link RemoteHost} with empty
- * anonymous RAM and the {@code postcopy-ram} capability, waiting with {@code -incoming defer}; the
+ * anonymous RAM and the {@code postcopy-ram} capability, waiting with {@code -incoming defer}
+ * (started within the fork request, or ahead of it by {@link #prepare}); the
  * fork's {@link RemoteFork} page server connects to it, sends the device state, and then only the
  * pages the clone touches. Identity, clone network (a segment bridged into the family's) and
  * clean-up are the local clones'.
@@ -35,6 +36,8 @@ public final class RemoteForkService {
     private final ForkService forks;
     private final PageServerOptions pageServerOptions;
     private final Duration recoverTimeout;
+    /** The placement whose clone processes a {@link #prepare} started, per parent, until its fork takes them. */
+    private final Map<ForkableVm, Placement> prepared = new java.util.concurrent.ConcurrentHashMap<>();
 
     /**
      * @param recoverTimeout how long a clone whose page server vanished may wait for a new one before
@@ -60,12 +63,38 @@ public final class RemoteForkService {
      * @throws ForkException naming the VM and the failed step
      */
     public RemoteForkResult fork(ForkableVm vm, int n, List<RemoteHost> hosts) {
+        requireHosts(vm, hosts);
+        Placement placement = prepared.remove(vm);
+        if (placement == null || !placement.hosts.equals(hosts)) {
+            placement = new Placement(hosts);   // a pool prepared for other hosts is stopped by the fork
+        }
+        ForkResult r = forks.fork(vm, n, placement);
+        return new RemoteForkResult(r, placement.remote);
+    }
+
+    /**
+     * Starts the clone processes of the next fork of {@code vm} into {@code n} clones on {@code hosts}
+     * ahead of it (empty RAM, waiting for the page server), plus the parent's next process, so that the
+     * fork itself only moves device state. Returns the time it took in ms. A later
+     * {@link #fork} with the same hosts takes them; one with other hosts, or any other fork of
+     * {@code vm} first, stops them.
+     */
+    public double prepare(ForkableVm vm, int n, List<RemoteHost> hosts) {
+        requireHosts(vm, hosts);
+        Placement placement = new Placement(hosts);
+        prepared.put(vm, placement);
+        try {
+            return forks.prepare(vm, n, placement);
+        } catch (RuntimeException e) {
+            prepared.remove(vm, placement);
+            throw e;
+        }
+    }
+
+    private static void requireHosts(ForkableVm vm, List<RemoteHost> hosts) {
         if (hosts.isEmpty()) {
             throw new IllegalArgumentException("VM '" + vm.name() + "': a remote fork needs at least one host");
         }
-        Placement placement = new Placement(hosts);
-        ForkResult r = forks.fork(vm, n, placement);
-        return new RemoteForkResult(r, placement.remote);
     }
 
     /** The remote {@link ClonePlacement} of one fork. */
@@ -111,7 +140,10 @@ public final class RemoteForkService {
         }
 
         @Override
-        public void descriptorReady(ForkableVm parent, int forkNumber, Path descriptor, GenerationFile generation) {
+        public void descriptorReady(ForkableVm parent, int forkNumber, int clones, Path descriptor, GenerationFile generation) {
+            // a prepared pool may have had more clone processes than this fork uses (those are stopped)
+            hostOf.keySet().removeIf(k -> k > clones);
+            processOf.keySet().removeIf(k -> k > clones);
             String name = parent.family().name() + "-f" + forkNumber;
             SnapshotPages pages;
             generation.acquire();

@@ -118,6 +118,33 @@ class RemoteForkIntegrationTest extends RemoteForkTestBase {
         assertTrue(clone.isRunning());
     }
 
+    /**
+     * {@code prepareRemote} starts the clones' QEMUs on their hosts (and the parent's next process) ahead of
+     * the fork; the fork then starts no process and only moves device state.
+     */
+    @Test
+    void preparedRemoteForkTakesItsClonesFromThePool() throws Exception {
+        fx = new ForkFixture(tmp, ForkFixture.options(tmp));
+        hosts = new RemoteHosts(2);
+        ForkableVm parent = fx.startIdle("rc-pool", fx.dataDisk("rc-pool"));
+        sh(parent, "echo before > /tmp/before");
+
+        double prepareMs = fx.controller.prepareRemote(parent, 2, hosts.hosts);
+        RemoteForkService.RemoteForkResult r = fx.controller.forkRemote(parent, 2, hosts.hosts);
+        System.out.printf("prepared remote fork: prepare_ms=%.1f fork_ms=%.1f prestart_ms=%.1f pause_ms=%.1f%n",
+                prepareMs, r.fork().forkMs(), r.fork().prestartMs(), r.fork().parentPauseMs());
+        assertTrue(prepareMs > 50, "preparing starts 3 QEMU processes: " + prepareMs + " ms");
+        assertTrue(r.fork().prestartMs() < 20, "the fork took its processes from the pool, started none: "
+                + r.fork().prestartMs() + " ms");
+        for (ForkableVm clone : r.clones()) {
+            clone.identity().get(120, TimeUnit.SECONDS);
+            assertEquals("before\n", sh(clone, "cat /tmp/before"), clone.name());
+            assertEquals(clone.name(), sh(clone, "hostname").trim());
+            assertEquals(RemoteFork.CloneStatus.RUNNING, r.remote().status(clone.name()));
+        }
+        assertEquals(3, parent.family().members().size(), "members: " + parent.family().members());
+    }
+
     @Test
     void cloneThatFillsFreshMemoryRightAfterTheForkKeepsRunning() throws Exception {
         fillAfterFork(PageServerOptions.defaults());
