@@ -173,8 +173,13 @@ public final class CheckpointRelay implements AutoCloseable {
                 try {
                     onCommitted.run();
                 } catch (RuntimeException e) {
-                    // Output stays held (released with the next commit); the checkpoint goes on.
-                    log.error("vm={} epoch={} event=output-release-failed cause=\"{}\"", vm, committedEpochs, e.getMessage());
+                    // The release may have stopped half-way: a filter switched off and not yet on again.
+                    // Passing the message on would resume the guest with its next epoch's output
+                    // unheld, so the checkpoint is not confirmed: the relay ends, QEMU's COLO sees the
+                    // backup gone, and the protector handles a lost backup (stand down, then re-protect).
+                    log.error("vm={} epoch={} event=output-release-failed action=\"end the relay; the checkpoint is not"
+                            + " confirmed\" cause=\"{}\"", vm, committedEpochs, e.getMessage());
+                    return;
                 }
                 releaseNanosTotal += System.nanoTime() - t0;
                 committedEpochs++;

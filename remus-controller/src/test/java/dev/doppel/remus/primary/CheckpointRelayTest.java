@@ -109,4 +109,73 @@ class CheckpointRelayTest {
             }
         }
     }
+
+    /**
+     * A release that fails may have left a filter off: the commit message must then never reach QEMU
+     * (its guest would run the next epoch with unheld output). The relay ends instead, and QEMU sees
+     * its migration connection close.
+     */
+    @Test
+    void aFailedReleaseIsNeverConfirmedToThePrimary() throws Exception {
+        RecordedSession rec = RecordedSession.coloPrimaryToBackup();
+        BackupStore store = stores.fresh("relay-fail");
+        try (ServerSocket backup = new ServerSocket(0, 1, java.net.InetAddress.getLoopbackAddress())) {
+            Thread b = new Thread(() -> {
+                try (Socket s = backup.accept()) {
+                    new ColoSecondarySession(ProtectedVm.named("relay-fail").withMachine("pc-i440fx-10.0", 128L << 20), store,
+                            EpochListener.NONE).run(s);
+                } catch (Throwable expected) {
+                    // the relay ends the session after the failed release
+                }
+            });
+            b.setDaemon(true);
+            b.start();
+            AtomicInteger releases = new AtomicInteger();
+            Runnable failOnThird = () -> {
+                if (releases.incrementAndGet() == 3) {
+                    throw new IllegalStateException("qom-set timed out (simulated)");
+                }
+            };
+            try (CheckpointRelay relay = CheckpointRelay.start("relay-fail", tmp.resolve("relay-fail.sock"),
+                    new InetSocketAddress(backup.getInetAddress(), backup.getLocalPort()), HostSockets.LOCAL, failOnThird);
+                 SocketChannel qemu = SocketChannel.open(StandardProtocolFamily.UNIX)) {
+                qemu.connect(UnixDomainSocketAddress.of(tmp.resolve("relay-fail.sock")));
+                Thread writer = new Thread(() -> {
+                    try {
+                        ByteBuffer stream = ByteBuffer.wrap(rec.bytes);
+                        while (stream.hasRemaining()) {
+                            qemu.write(stream);
+                        }
+                    } catch (java.io.IOException expected) {
+                        // the relay closed
+                    }
+                });
+                writer.setDaemon(true);
+                writer.start();
+                int commitsSeen = 0;
+                ByteBuffer four = ByteBuffer.allocate(4);
+                boolean closed = false;
+                long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(30);
+                while (!closed && System.nanoTime() < deadline) {
+                    four.clear();
+                    while (four.hasRemaining()) {
+                        if (qemu.read(four) < 0) {
+                            closed = true;
+                            break;
+                        }
+                    }
+                    if (!closed) {
+                        int m = four.getInt(0);
+                        if (m == ColoMessage.CHECKPOINT_READY.code() || m == ColoMessage.VMSTATE_LOADED.code()) {
+                            commitsSeen++;
+                        }
+                    }
+                }
+                assertTrue(closed, "the relay must end after a failed release");
+                assertEquals(2, commitsSeen, "only the commits whose release succeeded reach the primary");
+                assertEquals(3, releases.get());
+                assertEquals(2, relay.committedEpochs());
+            }
+        }
+    }
 }
