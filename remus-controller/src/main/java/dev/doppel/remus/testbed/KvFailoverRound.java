@@ -106,7 +106,7 @@ public final class KvFailoverRound {
                     log.error("vm={} lost keys after failover from epoch {}: {}", vmName, f.epoch(), lossDiagnosis(acks, lost, killedAt));
                 }
                 Outcome o = new Outcome(acks.size(), (int) acks.stream().filter(a -> a.ackedNanos() < killedAt).count(), lost,
-                        repliesBeforeCommit(acks, kv.commitTimes(), killedAt),
+                        outputAhead(acks, kv.commitTimes(), killedAt),
                         notOnDisk(acks, killedAt, kv.endpoint().disks().images().get(ProtectedKvService.DISK), image),
                         survived, moved, f.epoch(), f.failoverMs());
                 log.info("vm={} round: {} PUTs acknowledged, failover from epoch {} in {} ms, lost {}, replies ahead {}, "
@@ -137,10 +137,35 @@ public final class KvFailoverRound {
                 + lastBefore + ", first seqs answered by the restored server " + firstAfter;
     }
 
+    /** Replies that ran ahead of the backup, by either check below. */
+    static List<String> outputAhead(List<KvClient.Ack> acks, long[] commits, long killedAt) {
+        List<String> ahead = new ArrayList<>(repliesBeforeCommit(acks, commits, killedAt));
+        ahead.addAll(sequenceReissued(acks, killedAt));
+        return ahead;
+    }
+
+    /**
+     * Output commit, by the server's PUT sequence numbers: every reply the client saw before the kill
+     * comes from a committed epoch, so the restored server, which resumes from the last committed
+     * epoch, hands out only higher numbers. A number seen before the kill and handed out again by
+     * the restored server was a reply from an epoch the backup never committed. (The check by time,
+     * {@link #repliesBeforeCommit}, cannot see that case: a request sent during epoch N, processed in
+     * N+1 and its reply let out during N+1 arrives after N's commit.)
+     */
+    static List<String> sequenceReissued(List<KvClient.Ack> acks, long killedAt) {
+        long firstRestored = acks.stream().filter(a -> a.ackedNanos() >= killedAt && a.seq() >= 0)
+                .mapToLong(KvClient.Ack::seq).min().orElse(Long.MAX_VALUE);
+        return acks.stream().filter(a -> a.ackedNanos() < killedAt && a.seq() >= firstRestored)
+                .map(a -> a.key() + " (seq " + a.seq() + " seen before the kill; the restored server handed out "
+                        + firstRestored + " and on again)")
+                .toList();
+    }
+
     /**
      * Output commit, from the client's side: a reply is produced after its request arrived, so in an
-     * epoch the backup commits after the request was sent; it may reach the client only after that
-     * commit. Replies sent by the restored (new, unprotected) primary after the kill are exempt.
+     * epoch that ends after the request was sent; it may reach the client only after some commit that
+     * follows the request. Replies sent by the restored (new, unprotected) primary after the kill are
+     * exempt. This is a lower bound only (see {@link #sequenceReissued}).
      */
     public static List<String> repliesBeforeCommit(List<KvClient.Ack> acks, long[] commits, long killedAt) {
         List<String> ahead = new ArrayList<>();

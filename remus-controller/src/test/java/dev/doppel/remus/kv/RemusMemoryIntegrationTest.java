@@ -73,7 +73,8 @@ class RemusMemoryIntegrationTest {
                 client.startPuts();
                 assertTrue(client.awaitAcks(300, Duration.ofSeconds(60)) >= 300, "KV server too slow: " + client.connectionFailure());
                 nextCompare.set(kv.protector().stats().checkpoints() + 5);
-                long end = System.nanoTime() + Duration.ofSeconds(45).toNanos();
+                // -Ddoppel.test.memorySeconds=N runs longer, to hunt for a rare lost page
+                long end = System.nanoTime() + Duration.ofSeconds(Long.getLong("doppel.test.memorySeconds", 45)).toNanos();
                 while (System.nanoTime() < end) {
                     Thread.sleep(1000);
                 }
