@@ -84,10 +84,7 @@ class RemoteForkIntegrationTest extends RemoteForkTestBase {
 
     @Test
     void idleRemoteCloneFetchesLittleHasItsOwnIdentityAndBecomesIndependentOnFinish() throws Exception {
-        fx = new ForkFixture(tmp, ForkFixture.options(tmp));
-        hosts = new RemoteHosts(1);
-        ForkableVm parent = fx.startIdle("rc-idle", fx.dataDisk("rc-idle"));
-        sh(parent, "echo before > /tmp/before");
+        ForkableVm parent = idleParentAndHosts("rc-idle", 1);
 
         RemoteForkService.RemoteForkResult r = fx.controller.forkRemote(parent, 1, hosts.hosts);
         ForkableVm clone = r.clones().get(0);
@@ -124,10 +121,7 @@ class RemoteForkIntegrationTest extends RemoteForkTestBase {
      */
     @Test
     void preparedRemoteForkTakesItsClonesFromThePool() throws Exception {
-        fx = new ForkFixture(tmp, ForkFixture.options(tmp));
-        hosts = new RemoteHosts(2);
-        ForkableVm parent = fx.startIdle("rc-pool", fx.dataDisk("rc-pool"));
-        sh(parent, "echo before > /tmp/before");
+        ForkableVm parent = idleParentAndHosts("rc-pool", 2);
 
         double prepareMs = fx.controller.prepareRemote(parent, 2, hosts.hosts);
         RemoteForkService.RemoteForkResult r = fx.controller.forkRemote(parent, 2, hosts.hosts);

@@ -13,6 +13,18 @@ abstract class RemoteForkTestBase {
     ForkFixture fx;
     RemoteHosts hosts;
 
+    /**
+     * A fresh fixture, {@code hostCount} other hosts, and an idle parent with a data disk whose
+     * {@code /tmp/before} says "before" (so a clone shows it carries the parent's state).
+     */
+    ForkableVm idleParentAndHosts(String name, int hostCount) throws Exception {
+        fx = new ForkFixture(tmp, ForkFixture.options(tmp));
+        hosts = new RemoteHosts(hostCount);
+        ForkableVm parent = fx.startIdle(name, fx.dataDisk(name));
+        ForkFixture.sh(parent, "echo before > /tmp/before");
+        return parent;
+    }
+
     @AfterEach
     void cleanUp() throws Exception {
         try {
