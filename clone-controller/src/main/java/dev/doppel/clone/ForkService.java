@@ -115,6 +115,12 @@ public final class ForkService {
         return fork(vm, n, LOCAL);
     }
 
+    /** The placement whose pool {@link #prepare} started for {@code vm}'s next fork, or null. */
+    ClonePlacement preparedPlacement(ForkableVm vm) {
+        ProcessPool pool = pools.get(vm);
+        return pool == null ? null : pool.placement;
+    }
+
     /**
      * A fork whose clones run where {@code placement} puts them: from a pool {@link #prepare prepared} for
      * this placement, topped up or started within this request otherwise.

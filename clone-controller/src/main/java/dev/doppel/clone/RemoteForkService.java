@@ -36,8 +36,6 @@ public final class RemoteForkService {
     private final ForkService forks;
     private final PageServerOptions pageServerOptions;
     private final Duration recoverTimeout;
-    /** The placement whose clone processes a {@link #prepare} started, per parent, until its fork takes them. */
-    private final Map<ForkableVm, Placement> prepared = new java.util.concurrent.ConcurrentHashMap<>();
 
     /**
      * @param recoverTimeout how long a clone whose page server vanished may wait for a new one before
@@ -64,10 +62,10 @@ public final class RemoteForkService {
      */
     public RemoteForkResult fork(ForkableVm vm, int n, List<RemoteHost> hosts) {
         requireHosts(vm, hosts);
-        Placement placement = prepared.remove(vm);
-        if (placement == null || !placement.hosts.equals(hosts)) {
-            placement = new Placement(hosts);   // a pool prepared for other hosts is stopped by the fork
-        }
+        // The pool a prepare() started belongs to its placement: reuse that placement if it is for these hosts
+        // (a pool prepared for other hosts, or a local one, is stopped by the fork).
+        Placement placement = forks.preparedPlacement(vm) instanceof Placement p && p.hosts.equals(hosts)
+                ? p : new Placement(hosts);
         ForkResult r = forks.fork(vm, n, placement);
         return new RemoteForkResult(r, placement.remote);
     }
@@ -81,14 +79,7 @@ public final class RemoteForkService {
      */
     public double prepare(ForkableVm vm, int n, List<RemoteHost> hosts) {
         requireHosts(vm, hosts);
-        Placement placement = new Placement(hosts);
-        prepared.put(vm, placement);
-        try {
-            return forks.prepare(vm, n, placement);
-        } catch (RuntimeException e) {
-            prepared.remove(vm, placement);
-            throw e;
-        }
+        return forks.prepare(vm, n, new Placement(hosts));
     }
 
     private static void requireHosts(ForkableVm vm, List<RemoteHost> hosts) {
