@@ -5,6 +5,10 @@ import dev.doppel.qmp.QmpClient;
 import dev.doppel.hostnet.HostSockets;
 import dev.doppel.remus.control.ControlClient;
 import dev.doppel.remus.control.ProtectReply;
+import dev.doppel.remus.control.ProtectRequest;
+import dev.doppel.remus.fencing.Coordinator;
+import dev.doppel.remus.fencing.EmbeddedCoordinator;
+import dev.doppel.remus.fencing.PrimaryFencing;
 import dev.doppel.remus.primary.DiskReplication;
 import dev.doppel.remus.primary.PrimaryProtector;
 import dev.doppel.remus.primary.ProtectionOptions;
@@ -31,6 +35,11 @@ import picocli.CommandLine.Parameters;
  * {@code doppel protect VM --backup HOST:PORT}: Remus protection of a running VM, in the foreground
  * until interrupted (Ctrl-C stops protection; the VM keeps running). Status every second on stdout
  * and in the VM's run directory for {@code doppel status}.
+ *
+ * <p>Ownership of the VM is decided in ZooKeeper ({@code --coordinator}). Without one, this process
+ * embeds a single ZooKeeper server and names it to the backup: enough for one machine (the backup
+ * can take over only while this process lives to confirm the primary QEMU's death, so a crash of this
+ * process never causes a failover), not for a primary host that can vanish.
  */
 @Command(name = "protect", description = "Protect a running VM (started with 'vm start --colo') with a backup ('backup serve').")
 public final class ProtectCommand implements Callable<Integer> {
@@ -42,6 +51,8 @@ public final class ProtectCommand implements Callable<Integer> {
     @Option(names = "--timeout", description = "backup lost after the guest stood still this many ms (default 3 intervals, at least 300)") Long timeoutMs;
     @Option(names = "--seconds", defaultValue = "0", description = "stop after this many seconds (0 = until interrupted)") long seconds;
     @Option(names = "--memory-only", description = "replicate memory and devices only: no output commit, no disk replication") boolean memoryOnly;
+    @Option(names = "--coordinator", description = "ZooKeeper ensemble HOST:PORT,... (default: an embedded single server, one machine only)") String coordinator;
+    @Option(names = "--name", description = "this primary host's name in ownership records (default: primary@HOSTNAME)") String holder;
 
     @Override
     public Integer call() throws Exception {
@@ -59,7 +70,17 @@ public final class ProtectCommand implements Callable<Integer> {
             options = new ProtectionOptions(options.interval(), Duration.ofMillis(timeoutMs), options.initialSyncTimeout(), options.reprotectDelay());
         }
         GracefulStop stop = new GracefulStop("protect", Duration.ofSeconds(20));
-        try (QmpClient qmp = QmpClient.connectUnix(dir.qmpSocket(), name, Duration.ofSeconds(5))) {
+        long pid = VmRecord.readFrom(dir).pid();
+        EmbeddedCoordinator embedded = coordinator != null ? null : EmbeddedCoordinator.standalone(
+                new InetSocketAddress(localAddressTowards(control), 0), Files.createTempDirectory("doppel-zk-" + name), HostSockets.LOCAL);
+        String connect = coordinator != null ? coordinator : embedded.connectString();
+        String me = holder != null ? holder : "primary@" + java.net.InetAddress.getLocalHost().getHostName();
+        try (EmbeddedCoordinator ownedZk = embedded;
+             Coordinator coord = Coordinator.connect(connect, Coordinator.DEFAULT_SESSION, HostSockets.LOCAL, Duration.ofSeconds(10));
+             PrimaryFencing fencing = PrimaryFencing.claim(coord, name, me, ProcessHandle.of(pid).orElseThrow(
+                     () -> new IllegalStateException("VM '" + name + "': QEMU pid " + pid + " is gone")), Duration.ofSeconds(10));
+             QmpClient qmp = QmpClient.connectUnix(dir.qmpSocket(), name, Duration.ofSeconds(5))) {
+            System.out.println("VM " + name + " owned by " + me + " (fencing token " + fencing.token() + ") in " + connect);
             // Remus: every NIC's output is held per epoch and every disk is replicated, unless the
             // operator asks for memory only.
             List<String> netdevs = memoryOnly ? List.of() : guest.nics().stream().map(GuestDescriptor.Nic::id).toList();
@@ -68,20 +89,21 @@ public final class ProtectCommand implements Callable<Integer> {
             // Each protection attempt (also after a lost backup) asks the backup for fresh ports.
             Supplier<ProtectionTarget> target = () -> {
                 try {
-                    ProtectReply r = ControlClient.requestProtection(control, name, guest, sizes, Duration.ofSeconds(10));
+                    ProtectReply r = ControlClient.requestProtection(control,
+                            ProtectRequest.of(name, guest, sizes).withCoordinator(connect), Duration.ofSeconds(10));
                     Map<String, InetSocketAddress> exports = new LinkedHashMap<>();
                     if (r.diskPorts() != null) {
                         r.diskPorts().forEach((node, p) -> exports.put(node, new InetSocketAddress(control.getAddress(), p)));
                     }
                     System.out.println("backup " + backup + " accepted VM " + name + "; replication port " + r.port()
                             + (exports.isEmpty() ? "" : ", disk exports " + r.diskPorts()));
-                    return new ProtectionTarget(new InetSocketAddress(control.getAddress(), r.port()), exports);
+                    return new ProtectionTarget(new InetSocketAddress(control.getAddress(), r.port()), r.store(), exports);
                 } catch (java.io.IOException e) {
                     throw new java.io.UncheckedIOException(e);
                 }
             };
             try (PrimaryProtector protector = new PrimaryProtector(name, qmp, target, control, options,
-                    new ProtectionScope(netdevs, disks, HostSockets.LOCAL, dir.path()), System.out::println)) {
+                    new ProtectionScope(netdevs, disks, HostSockets.LOCAL, dir.path()), fencing, System.out::println)) {
                 run(dir, qmp, protector, stop);
             }
         } finally {
@@ -113,6 +135,14 @@ public final class ProtectCommand implements Callable<Integer> {
         var tmp = dir.path().resolve("protection.json.tmp");
         MAPPER.writeValue(tmp.toFile(), s);
         Files.move(tmp, dir.protectionFile(), StandardCopyOption.REPLACE_EXISTING, StandardCopyOption.ATOMIC_MOVE);
+    }
+
+    /** This host's address on the route to {@code peer} (where the embedded ZooKeeper listens). */
+    private static java.net.InetAddress localAddressTowards(InetSocketAddress peer) throws java.io.IOException {
+        try (java.net.DatagramSocket probe = new java.net.DatagramSocket()) {
+            probe.connect(peer);
+            return probe.getLocalAddress();
+        }
     }
 
     /** "50ms", "0.05s", "50" (ms). */

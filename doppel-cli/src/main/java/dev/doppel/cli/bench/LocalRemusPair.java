@@ -6,6 +6,10 @@ import dev.doppel.remus.colo.EpochMetrics;
 import dev.doppel.remus.colo.ProtectedVm;
 import dev.doppel.remus.control.ControlServer;
 import dev.doppel.remus.failover.BackupGuard;
+import dev.doppel.remus.fencing.Coordinator;
+import dev.doppel.remus.fencing.EmbeddedCoordinator;
+import dev.doppel.remus.fencing.PrimaryFencing;
+import dev.doppel.hostnet.HostSockets;
 import dev.doppel.remus.primary.PrimaryProtector;
 import dev.doppel.cli.PatchedQemuPrefix;
 import dev.doppel.remus.primary.ProtectionOptions;
@@ -24,7 +28,8 @@ import java.util.List;
 
 /**
  * A protected VM and its backup on this machine, for benchmarks: the patched QEMU as COLO primary,
- * the Java backup service on loopback with its guard, everything owned and closed here.
+ * the Java backup service on loopback with its guard, an embedded ZooKeeper deciding ownership,
+ * everything owned and closed here.
  */
 final class LocalRemusPair implements AutoCloseable {
     final VmProcess primary;
@@ -34,7 +39,10 @@ final class LocalRemusPair implements AutoCloseable {
     final BackupGuard guard;
     final List<EpochMetrics> epochs = Collections.synchronizedList(new ArrayList<>());
     private final Path storeRoot;
+    private final EmbeddedCoordinator zookeeper;
+    private final Coordinator coordination;
     private PrimaryProtector protector;
+    private PrimaryFencing fencing;
 
     LocalRemusPair(VmLauncher stock, VmSpec spec, Duration detection) throws Exception {
         storeRoot = Files.createTempDirectory(Path.of("/dev/shm"), "doppel-bench-store");
@@ -49,14 +57,19 @@ final class LocalRemusPair implements AutoCloseable {
                     }
                 });
         control = new ControlServer(new InetSocketAddress("127.0.0.1", 0));
-        guard = new BackupGuard(stock, spec.toBuilder().name(spec.name() + "-bk").build(), endpoint, detection);
+        zookeeper = EmbeddedCoordinator.standalone(new InetSocketAddress("127.0.0.1", 0), storeRoot.resolve("zk"), HostSockets.LOCAL);
+        coordination = Coordinator.connect(zookeeper.connectString(), Coordinator.DEFAULT_SESSION, HostSockets.LOCAL, Duration.ofSeconds(10));
+        guard = new BackupGuard(stock, spec.toBuilder().name(spec.name() + "-bk").build(), endpoint, detection,
+                BackupGuard.Fencing.of(coordination, "backup@local"));
         control.register(spec.name(), guard::onControl);
     }
 
-    PrimaryProtector protect(Duration interval) {
+    PrimaryProtector protect(Duration interval) throws Exception {
+        fencing = PrimaryFencing.claim(coordination, primary.name(), "primary@local", ProcessHandle.of(primary.pid()).orElseThrow(),
+                Duration.ofSeconds(5));
         protector = new PrimaryProtector(primary.name(), primary.qmp(), new InetSocketAddress("127.0.0.1", endpoint.port()),
-                new InetSocketAddress("127.0.0.1", control.port()), ProtectionOptions.withInterval(interval),
-                line -> System.err.println("[bench] " + line));
+                guard.storeId(), new InetSocketAddress("127.0.0.1", control.port()), ProtectionOptions.withInterval(interval),
+                fencing, line -> System.err.println("[bench] " + line));
         protector.protect();
         return protector;
     }
@@ -70,6 +83,14 @@ final class LocalRemusPair implements AutoCloseable {
         primary.close();
         control.close();
         endpoint.close();
+        if (fencing != null) {
+            fencing.close();
+        }
+        if (guard.failover().isDone() && !guard.failover().isCompletedExceptionally()) {
+            guard.failover().join().lease().close();
+        }
+        coordination.close();
+        zookeeper.close();
         FileTrees.deleteRecursively(storeRoot);
     }
 }

@@ -71,12 +71,18 @@ public final class BackupServer implements AutoCloseable {
         if (endpoints.containsKey(vm.name())) {
             throw new IllegalStateException("VM '" + vm.name() + "' already has a backup endpoint");
         }
-        BackupStore store = BackupStore.open(storeRoot.resolve(vm.name()), vm.name());
+        // Every protection gets a store of its own: the previous one may hold the only committed copy
+        // (kept until the new one commits its initial state), or be the RAM of a restored VM (LIVE).
+        Path vmDir = storeRoot.resolve(vm.name());
+        String generation = nextGeneration(vmDir);
+        BackupStore store = BackupStore.open(vmDir.resolve(generation), vm.name());
+        EpochListener pruning = pruneOlderOnInitialCommit(vmDir, generation, listener);
+        listener = pruning;
         ServerSocket server;
         ReplicatedDisks replicated = null;
         try {
             replicated = disks.isEmpty() ? null
-                    : ReplicatedDisks.create(vm.name(), storeRoot.resolve(vm.name() + "-disks"), disks, address.getAddress(), host);
+                    : ReplicatedDisks.create(vm.name(), vmDir.resolve(generation + "-disks"), disks, address.getAddress(), host);
             server = host.listen(address, 1);
         } catch (IOException e) {
             if (replicated != null) {
@@ -93,6 +99,62 @@ public final class BackupServer implements AutoCloseable {
         ep.start();
         log.info("vm={} event=backup-listening port={} store={}", vm.name(), ep.port(), store.directory());
         return ep;
+    }
+
+    /** The next store generation's name under {@code vmDir}: one more than the highest there. */
+    private static String nextGeneration(Path vmDir) throws IOException {
+        long max = 0;
+        if (java.nio.file.Files.isDirectory(vmDir)) {
+            try (var names = java.nio.file.Files.list(vmDir)) {
+                max = names.map(p -> p.getFileName().toString()).filter(n -> n.matches("\\d+"))
+                        .mapToLong(Long::parseLong).max().orElse(0);
+            }
+        }
+        return Long.toString(max + 1);
+    }
+
+    /**
+     * Once the new store holds a committed initial state, the older stores of the VM are no longer
+     * the newest committed copy: they are deleted, except one a restored VM runs on.
+     */
+    private static EpochListener pruneOlderOnInitialCommit(Path vmDir, String generation, EpochListener next) {
+        return new EpochListener() {
+            @Override
+            public void beforeRelease(long epoch) {
+                next.beforeRelease(epoch);
+            }
+
+            @Override
+            public void epochCommitted(dev.doppel.remus.colo.EpochMetrics m) {
+                if (m.epoch() == 0) {
+                    deleteOlderGenerations(vmDir, Long.parseLong(generation));
+                }
+                next.epochCommitted(m);
+            }
+
+            @Override
+            public void sessionEnded(long lastCommittedEpoch, Throwable cause) {
+                next.sessionEnded(lastCommittedEpoch, cause);
+            }
+        };
+    }
+
+    private static void deleteOlderGenerations(Path vmDir, long current) {
+        try (var names = java.nio.file.Files.list(vmDir)) {
+            for (Path p : names.toList()) {
+                String n = p.getFileName().toString();
+                String gen = n.endsWith("-disks") ? n.substring(0, n.length() - 6) : n;
+                if (!gen.matches("\\d+") || Long.parseLong(gen) >= current
+                        || java.nio.file.Files.exists(vmDir.resolve(gen).resolve(BackupStore.LIVE_FILE))) {
+                    continue;
+                }
+                BackupStore.deleteAll(p);
+                log.info("vm={} event=old-store-deleted store={} reason=\"store {} committed its initial state\"",
+                        vmDir.getFileName(), p, current);
+            }
+        } catch (IOException e) {
+            log.warn("vm={} event=old-store-cleanup-failed cause=\"{}\"", vmDir.getFileName(), e.getMessage());
+        }
     }
 
     public Endpoint endpoint(String vmName) {
@@ -115,6 +177,7 @@ public final class BackupServer implements AutoCloseable {
         private final ReplicatedDisks disks;
         private final Thread acceptor;
         private final AtomicBoolean sessionActive = new AtomicBoolean();
+        private final CommitGate gate;
         private volatile Socket current;
         private volatile Throwable lastFailure;
 
@@ -125,6 +188,7 @@ public final class BackupServer implements AutoCloseable {
             this.server = server;
             this.listener = listener;
             this.disks = disks;
+            this.gate = new CommitGate(vm.name());
             this.acceptor = new Thread(this::acceptLoop, "backup-accept-" + vm.name());
             acceptor.setDaemon(true);
         }
@@ -135,6 +199,10 @@ public final class BackupServer implements AutoCloseable {
 
         public int port() {
             return server.getLocalPort();
+        }
+
+        public String vmName() {
+            return vm.name();
         }
 
         public BackupStore store() {
@@ -149,6 +217,25 @@ public final class BackupServer implements AutoCloseable {
         /** Why this endpoint's state must not be resumed (a disk is stale), or null. */
         public String staleReason() {
             return disks == null ? null : disks.staleReason();
+        }
+
+        /**
+         * Seals this endpoint for a failover and returns the state to restore: a commit in progress
+         * (memory and disks) finishes, every later one is refused, the disks stop taking writes, and the
+         * committed epoch is read as one snapshot. Nothing the old primary still sends can change the
+         * store after this returns.
+         */
+        public BackupStore.RestoreSnapshot seal(String why) throws IOException {
+            gate.seal(why);
+            if (disks != null) {
+                disks.stopServing();
+            }
+            return store.restoreSnapshot();
+        }
+
+        /** Commits refused because they came after {@link #seal}. */
+        public long lateCommitsRefused() {
+            return gate.refused();
         }
 
         /** The failure that ended the last session, or null. */
@@ -188,7 +275,7 @@ public final class BackupServer implements AutoCloseable {
         private void runSession(Socket s) {
             log.info("vm={} event=primary-connected peer={}", vm.name(), s.getRemoteSocketAddress());
             try (s) {
-                new ColoSecondarySession(vm, store, listener, disks == null ? DiskEpochs.NONE : disks).run(s);
+                new ColoSecondarySession(vm, store, listener, disks == null ? DiskEpochs.NONE : disks, gate).run(s);
                 lastFailure = null;
             } catch (ColoSessionException e) {
                 lastFailure = e;

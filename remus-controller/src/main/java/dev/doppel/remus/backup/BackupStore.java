@@ -63,6 +63,12 @@ import org.slf4j.LoggerFactory;
 public final class BackupStore implements AutoCloseable {
     private static final Logger log = LoggerFactory.getLogger(BackupStore.class);
     private static final String VMDESC_FILE = "vmdesc.json";
+    /**
+     * Present while a restored VM runs on this store's memory file ({@code share=on}): the file is
+     * that guest's RAM now, so the store must never be written again — not by a late commit, not by
+     * {@link #open}'s redo replay, not by a new initial load (a new protection gets a new store).
+     */
+    public static final String LIVE_FILE = "LIVE";
 
     private final Path dir;
     private final String vmName;
@@ -75,6 +81,7 @@ public final class BackupStore implements AutoCloseable {
     private long pendingEpoch;
     private java.util.concurrent.ExecutorService applier;
     private volatile long lastApplyNanos;
+    private String liveVm;
 
     /** Test seam: called at each step of a commit; throwing simulates the process dying there. */
     interface FaultInjector {
@@ -89,6 +96,11 @@ public final class BackupStore implements AutoCloseable {
     /** Opens (creating if needed) the store in {@code dir}, finishing or discarding an interrupted commit. */
     public static BackupStore open(Path dir, String vmName) throws IOException {
         Files.createDirectories(dir);
+        Path live = dir.resolve(LIVE_FILE);
+        if (Files.exists(live)) {
+            throw new BackupStoreException(vmName, -1, "opening store " + dir + ": a restored VM runs on its memory file ("
+                    + Files.readString(live).strip() + "); it is never opened for writing again");
+        }
         BackupStore s = new BackupStore(dir, vmName);
         try {
             s.recover();
@@ -217,6 +229,7 @@ public final class BackupStore implements AutoCloseable {
      * first), creates empty memory files for {@code blocks}, and returns the sink the pages go to.
      */
     public synchronized InitialLoad beginInitialLoad(String machineType, int pageSize, List<RamBlock> blocks) throws IOException {
+        requireNotLive(0, "an initial load");
         try {
             awaitApplied();
             Files.deleteIfExists(dir.resolve(CommitRecord.FILE));
@@ -276,6 +289,7 @@ public final class BackupStore implements AutoCloseable {
      */
     public synchronized void commitInitial(InitialLoad load, int ramSectionId, int ramInstanceId, int ramVersion,
                                            byte[] deviceStateBytes, String vmdesc) throws IOException {
+        requireNotLive(0, "the initial commit");
         StoreMetadata m = load.metadata();
         StoreMetadata meta = new StoreMetadata(m.machineType(), m.pageSize(), m.blocks(), ramSectionId, ramInstanceId, ramVersion);
         try {
@@ -363,6 +377,7 @@ public final class BackupStore implements AutoCloseable {
 
     /** Steps up to and including the commit point; returns the previous epoch's device-state file. */
     private String commitDurably(long epoch, EpochStaging staging, byte[] deviceStateBytes) throws IOException {
+        requireNotLive(epoch, "a commit");
         awaitApplied();
         StoreMetadata meta = requireCommitted("commit");
         if (epoch != committed.epoch() + 1) {
@@ -468,6 +483,43 @@ public final class BackupStore implements AutoCloseable {
     }
 
     // ------------------------------------------------------------------------------------------ restore
+
+    /**
+     * What a restore needs, taken in one step so that no commit can fall between its parts: the
+     * committed epoch, the stream to load (ROM blocks + that epoch's device state) and the memory file
+     * holding that epoch's main RAM (all pages applied).
+     */
+    public record RestoreSnapshot(long epoch, byte[] stream, Path memoryFile) {
+    }
+
+    /** The committed epoch as one consistent snapshot (seal the session's {@link CommitGate} first). */
+    public synchronized RestoreSnapshot restoreSnapshot() throws IOException {
+        awaitApplied();
+        StoreMetadata m = requireCommitted("restoreSnapshot");
+        return new RestoreSnapshot(committed.epoch(), restoreStream(), blockFile(m.mainBlockIndex()));
+    }
+
+    /**
+     * A restored VM ({@code runningVm}) now maps the memory file: from here on the store refuses every
+     * write, and {@link #open} refuses the directory. Written before QEMU starts, so that a crash
+     * between the two errs on the side of never writing.
+     */
+    public synchronized void markLive(String runningVm) throws IOException {
+        Files.writeString(dir.resolve(LIVE_FILE), runningVm + "\n", StandardCharsets.UTF_8);
+        liveVm = runningVm;
+        log.info("vm={} epoch={} event=store-live running_vm={}", vmName, committedEpoch(), runningVm);
+    }
+
+    /** Null, or the VM that runs on this store's memory file. */
+    public synchronized String liveVm() {
+        return liveVm;
+    }
+
+    private void requireNotLive(long epoch, String what) throws BackupStoreException {
+        if (liveVm != null) {
+            throw new BackupStoreException(vmName, epoch, what + " refused: restored VM '" + liveVm + "' runs on this store");
+        }
+    }
 
     /**
      * The stream a restoring QEMU loads with {@code migrate-incoming}: header, configuration with the

@@ -1,6 +1,7 @@
 package dev.doppel.remus.colo;
 
 import dev.doppel.remus.backup.BackupStore;
+import dev.doppel.remus.backup.CommitGate;
 import dev.doppel.remus.backup.EpochStaging;
 import dev.doppel.remus.backup.StoreMetadata;
 import dev.doppel.remus.stream.MigrationCommand;
@@ -47,6 +48,7 @@ public final class ColoSecondarySession {
     private final BackupStore store;
     private final EpochListener listener;
     private final DiskEpochs disks;
+    private final CommitGate gate;
     private long epoch;            // the epoch being received
     private String step = "connecting";
 
@@ -63,10 +65,19 @@ public final class ColoSecondarySession {
 
     /** A session whose epochs also commit the VM's replicated disks. */
     public ColoSecondarySession(ProtectedVm vm, BackupStore store, EpochListener listener, DiskEpochs disks) {
+        this(vm, store, listener, disks, new CommitGate(vm.name()));
+    }
+
+    /**
+     * A session that commits through {@code gate}: a failover seals the gate before it reads the
+     * store, and the session's later commits are refused (see {@link CommitGate}).
+     */
+    public ColoSecondarySession(ProtectedVm vm, BackupStore store, EpochListener listener, DiskEpochs disks, CommitGate gate) {
         this.vm = vm;
         this.store = store;
         this.listener = listener;
         this.disks = disks;
+        this.gate = gate;
     }
 
     /** The last committed epoch (-1 before the initial stream is committed). */
@@ -198,9 +209,13 @@ public final class ColoSecondarySession {
         devices.write(StreamTags.EOF);
         long t1 = System.nanoTime();
         step = "committing the initial state";
-        store.commitInitial(sink.load, ramStart.sectionId(), ramStart.instanceId(), ramStart.version(), devices.toByteArray(), vmdesc);
-        step = "starting disk epochs";
-        disks.initialStateCommitted();
+        StreamItem.RamSection ram = ramStart;
+        String desc = vmdesc;
+        gate.commit(0, () -> {
+            store.commitInitial(sink.load, ram.sectionId(), ram.instanceId(), ram.version(), devices.toByteArray(), desc);
+            step = "starting disk epochs";
+            disks.initialStateCommitted();
+        });
         long t2 = System.nanoTime();
         step = "sending CHECKPOINT_READY";
         ColoMessageCodec.write(out, ColoMessage.CHECKPOINT_READY);
@@ -301,13 +316,19 @@ public final class ColoSecondarySession {
 
         step = "sending VMSTATE_RECEIVED";
         ColoMessageCodec.write(out, ColoMessage.VMSTATE_RECEIVED);
-        step = "checking the disks' epoch";
-        disks.checkEpoch(epoch);
         step = "committing";
-        // Durable at the commit point; the pages reach the memory files while the primary runs.
-        BackupStore.CommitStats stats = store.commitAndApplyLater(epoch, staging, deviceState);
-        step = "committing the disks";
-        disks.commitEpoch(epoch);
+        BackupStore.CommitStats[] committed = new BackupStore.CommitStats[1];
+        long e = epoch;
+        gate.commit(e, () -> {
+            step = "checking the disks' epoch";
+            disks.checkEpoch(e);
+            step = "committing";
+            // Durable at the commit point; the pages reach the memory files while the primary runs.
+            committed[0] = store.commitAndApplyLater(e, staging, deviceState);
+            step = "committing the disks";
+            disks.commitEpoch(e);
+        });
+        BackupStore.CommitStats stats = committed[0];
         long t2 = System.nanoTime();
         listener.beforeRelease(epoch);
         step = "sending VMSTATE_LOADED";

@@ -29,11 +29,18 @@ public final class ControlClient {
      */
     public static ProtectReply requestProtection(InetSocketAddress control, String vm, GuestDescriptor guest,
                                                  java.util.Map<String, Long> diskSizes, Duration timeout) throws IOException {
+        return requestProtection(control, ProtectRequest.of(vm, guest, diskSizes), timeout);
+    }
+
+    /** Sends {@code request}; returns the backup's ready reply or throws with its reason. */
+    public static ProtectReply requestProtection(InetSocketAddress control, ProtectRequest request, Duration timeout)
+            throws IOException {
+        String vm = request.vm();
         try (Socket s = new Socket()) {
             s.connect(control, (int) timeout.toMillis());
             s.setSoTimeout((int) timeout.toMillis());
             OutputStream out = s.getOutputStream();
-            out.write((MAPPER.writeValueAsString(ProtectRequest.of(vm, guest, diskSizes)) + "\n").getBytes(StandardCharsets.UTF_8));
+            out.write((MAPPER.writeValueAsString(request) + "\n").getBytes(StandardCharsets.UTF_8));
             out.flush();
             String line = new BufferedReader(new InputStreamReader(s.getInputStream(), StandardCharsets.UTF_8)).readLine();
             if (line == null) {

@@ -17,7 +17,8 @@ import org.slf4j.LoggerFactory;
 
 /**
  * The primary's end of the control channel: a heartbeat every period while the primary VM is alive
- * (the supplied check, e.g. "QEMU runs and answers QMP"), {@link #primaryDown} when it is not, and
+ * (the supplied check, e.g. "QEMU runs and answers QMP"), silence when it is not, {@link #primaryDown} when
+ * the protector confirmed the QEMU process dead, and
  * {@link #standDown} when the primary gives up on this backup. Reconnects on its own; a backup that
  * cannot be reached just gets no heartbeats (it then fails over only if the replication stream is
  * gone too).
@@ -59,10 +60,10 @@ public final class HeartbeatSender implements AutoCloseable {
         if (downSent) {
             return;
         }
+        // Not alive (QMP gone): silence. "Primary down" is sent only by the protector, once the
+        // QEMU process is confirmed dead and its lease given back.
         if (primaryAlive.getAsBoolean()) {
             send(ControlMessage.HEARTBEAT, null);
-        } else {
-            primaryDown("primary QEMU is gone");
         }
     }
 

@@ -6,8 +6,12 @@ import java.util.Map;
 /**
  * First message of a primary that wants protection: the VM's name and device model. The backup
  * answers with a {@link ProtectReply} naming the port QEMU's replication stream goes to.
+ *
+ * @param coordinator the coordination service (ZooKeeper connect string) the primary uses for this
+ *                    VM's lease, when the backup service has none of its own configured (the
+ *                    single-machine default: the primary's controller embeds one)
  */
-public record ProtectRequest(String vm, String type, GuestDescriptor guest, Map<String, Long> diskSizes) {
+public record ProtectRequest(String vm, String type, GuestDescriptor guest, Map<String, Long> diskSizes, String coordinator) {
     public static final String TYPE = "protect";
 
     public ProtectRequest {
@@ -15,11 +19,16 @@ public record ProtectRequest(String vm, String type, GuestDescriptor guest, Map<
     }
 
     public static ProtectRequest of(String vm, GuestDescriptor guest) {
-        return new ProtectRequest(vm, TYPE, guest, Map.of());
+        return new ProtectRequest(vm, TYPE, guest, Map.of(), null);
     }
 
     /** A request that also asks for an NBD export per replicated disk (node name → size in bytes). */
     public static ProtectRequest of(String vm, GuestDescriptor guest, Map<String, Long> diskSizes) {
-        return new ProtectRequest(vm, TYPE, guest, diskSizes);
+        return new ProtectRequest(vm, TYPE, guest, diskSizes, null);
+    }
+
+    /** The same request, naming the coordination service the primary uses. */
+    public ProtectRequest withCoordinator(String connectString) {
+        return new ProtectRequest(vm, type, guest, diskSizes, connectString);
     }
 }

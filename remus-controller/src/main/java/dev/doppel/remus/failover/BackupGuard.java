@@ -1,6 +1,12 @@
 package dev.doppel.remus.failover;
 
 import dev.doppel.remus.backup.BackupServer;
+import dev.doppel.remus.backup.BackupStore;
+import dev.doppel.remus.fencing.Coordinator;
+import dev.doppel.remus.fencing.FencingException;
+import dev.doppel.remus.fencing.VmLease;
+import java.io.IOException;
+import java.nio.file.Path;
 import dev.doppel.remus.control.ControlMessage;
 import dev.doppel.vm.VmLauncher;
 import dev.doppel.vm.VmProcess;
@@ -12,13 +18,21 @@ import org.slf4j.LoggerFactory;
 
 /**
  * Watches one protected VM on the backup host and fails over when — and only when — its primary is
- * lost: the primary's controller said "primary down", or it has been silent on the control channel
- * for the detection timeout AND the replication stream has ended or stalled (no epoch committed for
- * that long either: a host that vanished leaves its TCP connections open and silent). A primary that
- * is alive but gave up on this backup says "stand down": the stored state is then stale and is never
- * resumed (two copies of one VM on one network would be worse than none). STALE is final for a
- * guard: when the primary protects itself again it does a full synchronisation, which gets a new
- * endpoint and a new guard.
+ * lost <em>and</em> the coordination service says this backup may take the VM.
+ *
+ * <p>Two kinds of evidence start a failover attempt: the primary's controller said "primary down"
+ * (it saw its QEMU die), or the primary has been silent on the control channel for the detection
+ * timeout while the replication stream ended or stalled. Neither is proof: a primary starved of CPU
+ * is silent too. So the attempt first takes the VM's lease ({@link VmLease}), which is free only when
+ * the primary released it (confirmed death) or its coordination session expired; then the ownership
+ * record must still name this backup's store (the primary did not go on without it) and is switched
+ * to this holder by compare-and-set. Only then is the session sealed ({@link BackupServer.Endpoint#seal}:
+ * no commit can land after the snapshot) and the VM restored. A lease still held after the wait means
+ * the primary is alive: nothing happens, and the guard keeps watching.
+ *
+ * <p>A primary that is alive but gave up on this backup says "stand down" and clears the record's
+ * backup; the stored state is then stale and is never resumed. STALE is final for a guard: a new
+ * protection gets a new endpoint, store and guard.
  */
 public final class BackupGuard implements AutoCloseable {
     private static final Logger log = LoggerFactory.getLogger(BackupGuard.class);
@@ -26,29 +40,75 @@ public final class BackupGuard implements AutoCloseable {
     /** Where the guard stands. */
     public enum State { WAITING, ARMED, STALE, FAILED_OVER, FAILOVER_FAILED }
 
-    private final VmLauncher launcher;
+    /** How a sealed snapshot becomes a running VM (a real QEMU in production; a seam for race tests). */
+    @FunctionalInterface
+    interface Restorer {
+        Restore.Restored restore(VmSpec spec, BackupStore.RestoreSnapshot snapshot, Path workDir) throws IOException;
+    }
+
+    /**
+     * This backup's standing with the coordination service.
+     *
+     * @param coordinator the ensemble
+     * @param holder      this backup host's holder name (e.g. {@code backup@10.83.1.2})
+     * @param leaseWait   how long a failover attempt waits for the primary's lease: at least the
+     *                    session timeout, so that a primary that died without releasing it is covered
+     */
+    public record Fencing(Coordinator coordinator, String holder, Duration leaseWait) {
+        public static Fencing of(Coordinator coordinator, String holder) {
+            return new Fencing(coordinator, holder, coordinator.sessionTimeout().plusMillis(1000));
+        }
+    }
+
     private final VmSpec spec;
     private final BackupServer.Endpoint endpoint;
     private final Duration detection;
+    private final Fencing fencing;
+    private final Restorer restorer;
     private final Thread watcher;
     private final CompletableFuture<Failover> failover = new CompletableFuture<>();
     private volatile State state = State.WAITING;
     private volatile long lastHeartbeatNanos = System.nanoTime();
     private volatile boolean primaryDown;
     private volatile boolean closed;
+    private volatile long deferrals;
 
-    /** What a failover did: the running VM, the checkpoint it resumed, detection → running. */
-    public record Failover(VmProcess vm, long epoch, double failoverMs, String cause) {
+    /**
+     * What a failover did: the running VM, the checkpoint it resumed, detection → running, and the
+     * lease the new copy runs under (its owner keeps it while the VM runs, and closes it after).
+     */
+    public record Failover(VmProcess vm, long epoch, double failoverMs, String cause, VmLease lease, double leaseMs) {
     }
 
-    public BackupGuard(VmLauncher launcher, VmSpec spec, BackupServer.Endpoint endpoint, Duration detection) {
-        this.launcher = launcher;
+    public BackupGuard(VmLauncher launcher, VmSpec spec, BackupServer.Endpoint endpoint, Duration detection, Fencing fencing) {
+        this(spec, endpoint, detection, fencing,
+                (s, snap, dir) -> Restore.start(launcher, s, snap, dir, Duration.ofSeconds(30)));
+    }
+
+    BackupGuard(VmSpec spec, BackupServer.Endpoint endpoint, Duration detection, Fencing fencing, Restorer restorer) {
         this.spec = spec;
         this.endpoint = endpoint;
         this.detection = detection;
+        this.fencing = fencing;
+        this.restorer = restorer;
         this.watcher = new Thread(this::watch, "backup-guard-" + spec.name());
         watcher.setDaemon(true);
         watcher.start();
+    }
+
+    /** The name under which the ownership record lists this guard's store as the VM's backup. */
+    public String storeId() {
+        return storeId(fencing.holder(), endpoint);
+    }
+
+    /** The backup name a primary writes into the ownership record for {@code endpoint}'s store. */
+    public static String storeId(String holder, BackupServer.Endpoint endpoint) {
+        return holder + "/" + endpoint.store().directory().getFileName();
+    }
+
+    /** Failover attempts that found the primary's lease still held (a live primary that was only slow). */
+    public long deferrals() {
+        return deferrals;
     }
 
     /** Feed from the control channel. */
@@ -96,9 +156,13 @@ public final class BackupGuard implements AutoCloseable {
                 state = State.ARMED;
             }
             if (state == State.ARMED && (primaryDown || ((!session || replicationStalled) && !heartbeatFresh()))) {
-                failOver(primaryDown ? "primary reported down" : (session ? "replication stalled" : "replication ended")
+                boolean done = failOver(primaryDown ? "primary reported down" : (session ? "replication stalled" : "replication ended")
                         + " and the primary is silent for " + detection.toMillis() + " ms");
-                return;
+                if (done) {
+                    return;
+                }
+                primaryDown = false;
+                lastEpochChange = System.nanoTime();
             }
             sleep(5);
         }
@@ -108,39 +172,70 @@ public final class BackupGuard implements AutoCloseable {
         return System.nanoTime() - lastHeartbeatNanos < detection.toNanos();
     }
 
-    private void failOver(String cause) {
+    /**
+     * One failover attempt. Returns false when the primary turned out to hold its lease (alive): the
+     * guard then keeps watching; true when the attempt ended for good (failed over, stale, failed).
+     */
+    private boolean failOver(String cause) {
         long detected = System.nanoTime();
         long epoch = endpoint.store().committedEpoch();
         String stale = endpoint.staleReason();
         if (stale != null) {
-            state = State.STALE;
-            log.error("vm={} epoch={} event=failover-refused cause=\"{}\" stale=\"{}\"", spec.name(), epoch, cause, stale);
-            failover.completeExceptionally(new IllegalStateException("VM '" + spec.name() + "' epoch " + epoch
-                    + ": not failing over, the backup is stale: " + stale));
-            return;
+            refuse(epoch, cause, "the backup is stale: " + stale);
+            return true;
         }
-        log.warn("vm={} epoch={} event=failover-start cause=\"{}\"", spec.name(), epoch, cause);
+        log.warn("vm={} epoch={} event=failover-start cause=\"{}\" step=lease", spec.name(), epoch, cause);
+        String store = storeId();
+        VmLease lease;
         try {
-            // A session still tearing down cannot commit any more (its primary is gone): the store's
-            // committed epoch is final. The disks stop taking writes (a late write from a dying
-            // primary belongs to an uncommitted epoch); listening stops once the VM runs.
-            VmSpec restoreSpec = spec;
-            if (endpoint.disks() != null) {
-                endpoint.disks().stopServing();
-                restoreSpec = withDisks(spec, endpoint.disks().images());
+            lease = VmLease.acquire(fencing.coordinator(), endpoint.vmName(), fencing.holder(), fencing.leaseWait(),
+                    rec -> rec == null || !store.equals(rec.backup())
+                            ? "the ownership record names backup " + (rec == null ? "(no record)" : rec.backup() + " (owner "
+                            + rec.owner() + ")") + ", not this store" : null);
+        } catch (FencingException e) {
+            if (e.getMessage().contains("not taking the lease")) {
+                refuse(epoch, cause, e.getMessage());
+                return true;
             }
-            Restore.Restored r = Restore.start(launcher, restoreSpec, endpoint.store(), Duration.ofSeconds(30));
+            deferrals++;
+            log.warn("vm={} epoch={} event=failover-deferred cause=\"{}\" reason=\"{}\"", spec.name(), epoch, cause, e.getMessage());
+            return false;
+        }
+        double leaseMs = (System.nanoTime() - detected) / 1e6;
+        try {
+            lease.takeOver(store);
+        } catch (FencingException e) {
+            lease.close();
+            refuse(epoch, cause, e.getMessage());
+            return true;
+        }
+        try {
+            // From here this backup owns the VM. Nothing the old primary still sends may change the
+            // store: seal it, then read the committed epoch as one snapshot.
+            BackupStore.RestoreSnapshot snapshot = endpoint.seal("failover: " + cause);
+            VmSpec restoreSpec = endpoint.disks() == null ? spec : withDisks(spec, endpoint.disks().images());
+            endpoint.store().markLive(restoreSpec.name());
+            Restore.Restored r = restorer.restore(restoreSpec, snapshot, endpoint.store().directory());
             endpoint.close();
             double ms = (System.nanoTime() - detected) / 1e6;
             state = State.FAILED_OVER;
-            log.warn("vm={} epoch={} event=failover-done failover_ms={} restore_ms={}", spec.name(), r.epoch(),
-                    String.format("%.1f", ms), String.format("%.1f", r.millis()));
-            failover.complete(new Failover(r.vm(), r.epoch(), ms, cause));
+            log.warn("vm={} epoch={} event=failover-done failover_ms={} lease_ms={} restore_ms={} token={}", spec.name(), r.epoch(),
+                    String.format("%.1f", ms), String.format("%.1f", leaseMs), String.format("%.1f", r.millis()), lease.token());
+            failover.complete(new Failover(r.vm(), r.epoch(), ms, cause, lease, leaseMs));
         } catch (Exception e) {
             state = State.FAILOVER_FAILED;
+            lease.close();
             log.error("vm={} epoch={} event=failover-failed cause=\"{}\"", spec.name(), epoch, e.getMessage());
             failover.completeExceptionally(e);
         }
+        return true;
+    }
+
+    private void refuse(long epoch, String cause, String why) {
+        state = State.STALE;
+        log.error("vm={} epoch={} event=failover-refused cause=\"{}\" reason=\"{}\"", spec.name(), epoch, cause, why);
+        failover.completeExceptionally(new IllegalStateException("VM '" + spec.name() + "' epoch " + epoch
+                + ": not failing over: " + why));
     }
 
     /** The spec with each replicated disk's image replaced by the backup's copy (same node, same slot). */

@@ -9,7 +9,6 @@ import dev.doppel.vm.VmLauncher;
 import dev.doppel.vm.VmProcess;
 import dev.doppel.vm.VmSpec;
 import java.io.IOException;
-import java.io.OutputStream;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
@@ -31,20 +30,19 @@ public final class Restore {
     }
 
     /**
-     * @param spec the protected VM's spec (device model); memory backend and incoming flags are set here
+     * Restores {@code snapshot} (taken from a sealed store, see {@code BackupServer.Endpoint#seal}).
+     *
+     * @param spec    the protected VM's spec (device model); memory backend and incoming flags are set here
+     * @param workDir where the small restore stream is written for QEMU to load (deleted afterwards)
      */
-    public static Restored start(VmLauncher launcher, VmSpec spec, BackupStore store, Duration timeout) throws IOException {
+    public static Restored start(VmLauncher launcher, VmSpec spec, BackupStore.RestoreSnapshot snapshot, Path workDir,
+                                 Duration timeout) throws IOException {
         long t0 = System.nanoTime();
-        long epoch = store.committedEpoch();
-        if (epoch < 0) {
-            throw new IOException("VM '" + spec.name() + "': the backup holds no committed checkpoint to restore");
-        }
-        Path stream = store.directory().resolve("restore-" + epoch + ".state");
-        try (OutputStream out = Files.newOutputStream(stream)) {
-            store.writeRestoreStream(out);
-        }
+        long epoch = snapshot.epoch();
+        Path stream = workDir.resolve("restore-" + epoch + ".state");
+        Files.write(stream, snapshot.stream());
         VmSpec restoreSpec = spec.toBuilder()
-                .memory(MemoryBackend.File.shared(store.memoryFile()))
+                .memory(MemoryBackend.File.shared(snapshot.memoryFile()))
                 .incomingDefer(true).startPaused(true).build();
         VmProcess vm = launcher.start(restoreSpec);
         try {

@@ -5,6 +5,8 @@ import dev.doppel.qmp.QmpClient;
 import dev.doppel.qmp.QmpEvent;
 import dev.doppel.qmp.QmpException;
 import dev.doppel.remus.control.HeartbeatSender;
+import dev.doppel.remus.fencing.FencingException;
+import dev.doppel.remus.fencing.PrimaryFencing;
 import dev.doppel.vm.Accelerator;
 import java.net.InetSocketAddress;
 import java.time.Duration;
@@ -41,6 +43,8 @@ import org.slf4j.LoggerFactory;
 public final class PrimaryProtector implements AutoCloseable {
     private static final Logger log = LoggerFactory.getLogger(PrimaryProtector.class);
     private static final Duration COLO_EXIT_WAIT = Duration.ofSeconds(1);
+    /** After QMP ended: how long to wait for the QEMU process to be reaped before calling it dead. */
+    private static final Duration QEMU_EXIT_WAIT = Duration.ofSeconds(2);
     /**
      * At the end of the initial synchronisation the guest stays stopped until the backup has stored
      * the whole initial state (CHECKPOINT_READY): longer than a checkpoint, but still bounded.
@@ -52,6 +56,7 @@ public final class PrimaryProtector implements AutoCloseable {
     private final ProtectionOptions options;
     private final Supplier<ProtectionTarget> targets;
     private final ProtectionScope scope;
+    private final PrimaryFencing fencing;
     private volatile InetSocketAddress backup;
     private final Consumer<String> progress;
     private final ScheduledExecutorService timer;
@@ -80,18 +85,22 @@ public final class PrimaryProtector implements AutoCloseable {
      * @param control  the backup service's control port (heartbeats, primary-down, stand-down), or null
      * @param progress receives human-readable progress lines (initial synchronisation), may be a no-op
      */
-    public PrimaryProtector(String vm, QmpClient qmp, InetSocketAddress backup, InetSocketAddress control,
-                            ProtectionOptions options, Consumer<String> progress) {
-        this(vm, qmp, () -> ProtectionTarget.memoryOnly(backup), control, options, ProtectionScope.memoryOnly(), progress);
+    public PrimaryProtector(String vm, QmpClient qmp, InetSocketAddress backup, String backupStore, InetSocketAddress control,
+                            ProtectionOptions options, PrimaryFencing fencing, Consumer<String> progress) {
+        this(vm, qmp, () -> ProtectionTarget.memoryOnly(backup, backupStore), control, options, ProtectionScope.memoryOnly(),
+                fencing, progress);
     }
 
     /**
      * @param targets  asked at every protection attempt for the backup's ports (they change when a
      *                 returning backup sets up a new store)
      * @param scope    output and disks to protect as well
+     * @param fencing  the VM's lease and QEMU process: output leaves without a backup's commit only
+     *                 once the ownership record says so, and the QEMU is killed when it may not run
      */
     public PrimaryProtector(String vm, QmpClient qmp, Supplier<ProtectionTarget> targets, InetSocketAddress control,
-                            ProtectionOptions options, ProtectionScope scope, Consumer<String> progress) {
+                            ProtectionOptions options, ProtectionScope scope, PrimaryFencing fencing, Consumer<String> progress) {
+        this.fencing = fencing;
         this.vm = vm;
         this.qmp = qmp;
         this.targets = targets;
@@ -128,6 +137,10 @@ public final class PrimaryProtector implements AutoCloseable {
             } catch (RuntimeException e) {
                 lastProblem = e.getMessage();
                 abandonDisks();
+                if (!fencing.goUnprotected("initial synchronisation failed")) {
+                    state = ProtectionState.FENCED;
+                    throw new ProtectionException(vm, 0, "fenced: " + fencing.fencedBecause(), e);
+                }
                 leaveColo("initial synchronisation failed");
                 releaseScope();
                 state = ProtectionState.UNPROTECTED;
@@ -167,6 +180,12 @@ public final class PrimaryProtector implements AutoCloseable {
         qmp.execute("migrate-set-parameters", Map.of("x-checkpoint-delay", options.interval().toMillis()));
         ProtectionTarget target = targets.get();
         backup = target.replication();
+        try {
+            // From here only this store may take the VM over; the old one (if any) no longer can.
+            fencing.protectWith(target.store());
+        } catch (FencingException e) {
+            throw new ProtectionException(vm, 0, "the coordination service refused: " + e.getMessage(), e);
+        }
         String uri = "tcp:" + describe(backup);
         try {
             if (!scope.disks().isEmpty()) {
@@ -284,18 +303,26 @@ public final class PrimaryProtector implements AutoCloseable {
      */
     private void primaryGone() {
         ProtectionState was = state;
-        if (closed || was == ProtectionState.STOPPED) {
+        if (closed || was == ProtectionState.STOPPED || was == ProtectionState.FENCED) {
             return;   // protection was already over: the VM being shut down is not news
         }
-        state = ProtectionState.PRIMARY_LOST;
         cancelWatchdogQuietly();
+        // A QMP connection can end while QEMU lives on (a crashed monitor client, a closed socket):
+        // only a reaped process is a dead primary. Until then the lease stays, and no backup takes over.
+        if (!fencing.confirmDead(QEMU_EXIT_WAIT)) {
+            log.error("vm={} epoch={} event=qmp-lost-qemu-alive action=\"not reporting primary down; the lease stays held\"",
+                    vm, stats.checkpoints());
+            return;
+        }
+        state = ProtectionState.PRIMARY_LOST;
         CheckpointRelay r = relay;
         if (r != null) {
             r.close();
         }
+        fencing.close();   // the lease is free: the backup takes it at once instead of after the session timeout
         HeartbeatSender h = heartbeat;
         if (h != null && !closed && (was == ProtectionState.PROTECTED || was == ProtectionState.SYNCING)) {
-            h.primaryDown("QMP connection to the primary QEMU ended");
+            h.primaryDown("the primary QEMU process exited");
         }
         log.error("vm={} epoch={} event=primary-lost protection_was={}", vm, stats.checkpoints(), was);
     }
@@ -341,9 +368,16 @@ public final class PrimaryProtector implements AutoCloseable {
             }
             lostBackups++;
             lastProblem = why;
+            cancelWatchdog();
+            // Output may leave without a commit only once no backup can take over any more.
+            if (!fencing.goUnprotected(why)) {
+                state = ProtectionState.FENCED;
+                log.error("vm={} epoch={} event=backup-lost cause=\"{}\" action=\"fenced: {}\"", vm, stats.checkpoints(), why,
+                        fencing.fencedBecause());
+                return;
+            }
             log.error("vm={} epoch={} event=backup-lost cause=\"{}\" action=\"continue unprotected, re-protect when the backup is back\"",
                     vm, stats.checkpoints(), why);
-            cancelWatchdog();
             if (heartbeat != null) {
                 heartbeat.standDown(why);   // the backup must not resume a state the primary has moved past
             }
@@ -475,12 +509,16 @@ public final class PrimaryProtector implements AutoCloseable {
                 heartbeat.close();
             }
             if ((state == ProtectionState.PROTECTED || state == ProtectionState.SYNCING) && qmp.isConnected()) {
-                leaveColo("protection stopped by the operator");
-                releaseScope();
+                if (fencing.goUnprotected("protection stopped by the operator")) {
+                    leaveColo("protection stopped by the operator");
+                    releaseScope();
+                } else {
+                    state = ProtectionState.FENCED;
+                }
             } else if (relay != null) {
                 relay.close();
             }
-            if (state != ProtectionState.PRIMARY_LOST) {
+            if (state != ProtectionState.PRIMARY_LOST && state != ProtectionState.FENCED) {
                 state = ProtectionState.STOPPED;
             }
         }

@@ -11,5 +11,7 @@ public enum ProtectionState {
     /** Protection was stopped by the operator. */
     STOPPED,
     /** The primary QEMU is gone; the backup was told to take over. */
-    PRIMARY_LOST
+    PRIMARY_LOST,
+    /** This primary could not prove it still owns the VM (lease lost, ownership record changed): its QEMU was killed. */
+    FENCED
 }

@@ -8,6 +8,9 @@ import dev.doppel.remus.control.ControlServer;
 import dev.doppel.remus.control.ProtectReply;
 import dev.doppel.remus.control.ProtectRequest;
 import dev.doppel.remus.failover.BackupGuard;
+import dev.doppel.remus.fencing.Coordinator;
+import dev.doppel.remus.fencing.FencingException;
+import dev.doppel.hostnet.HostSockets;
 import dev.doppel.remus.nbd.ReplicatedDisks;
 import dev.doppel.vm.GuestImage;
 import dev.doppel.vm.NicSpec;
@@ -29,8 +32,10 @@ import org.slf4j.LoggerFactory;
 /**
  * {@code doppel backup serve}: the backup host. A primary asks on the control port to have a VM
  * protected; the service opens a replication port and a store for it and arms a guard that fails
- * the VM over when its primary is lost. Several VMs at once; a VM protected again (after its
- * backup was lost, or after a failover) gets a fresh store and guard.
+ * the VM over when its primary is lost and the coordination service gives this backup the VM's
+ * lease. Several VMs at once; a VM protected again (after its backup was lost, or after a failover)
+ * gets a fresh store and guard. The coordination service is the one given with {@code --coordinator},
+ * or else the one the primary names in its request (its controller's embedded ZooKeeper).
  */
 public final class BackupService implements AutoCloseable {
     private static final Logger log = LoggerFactory.getLogger(BackupService.class);
@@ -43,6 +48,12 @@ public final class BackupService implements AutoCloseable {
     private final ControlServer control;
     private final BackupServer backups;
     private final Map<String, Protected> vms = new ConcurrentHashMap<>();
+    /** Failed-over VMs whose protection entry was replaced by a newer one: still owned here. */
+    private final List<BackupGuard.Failover> restored = new java.util.concurrent.CopyOnWriteArrayList<>();
+    private final String coordinator;
+    private final String holder;
+    /** Sessions to coordination services, by connect string (one per ensemble, shared by its VMs). */
+    private final Map<String, Coordinator> sessions = new ConcurrentHashMap<>();
 
     /** One protected VM's replication endpoint and guard, with its recent epochs' figures. */
     public record Protected(String vm, BackupServer.Endpoint endpoint, BackupGuard guard, EpochWindow epochs) {
@@ -73,8 +84,14 @@ public final class BackupService implements AutoCloseable {
         }
     }
 
+    /**
+     * @param coordinator the ensemble's connect string, or null to use the one each primary names
+     * @param holder      this backup host's name in ownership records
+     */
     public BackupService(VmLauncher launcher, InetSocketAddress listen, Path storeRoot, Duration detection,
-                         NicSpec.Netdev nicBackend, Consumer<String> events) throws IOException {
+                         NicSpec.Netdev nicBackend, String coordinator, String holder, Consumer<String> events) throws IOException {
+        this.coordinator = coordinator;
+        this.holder = holder;
         this.launcher = launcher;
         this.listen = listen;
         this.detection = detection;
@@ -130,18 +147,41 @@ public final class BackupService implements AutoCloseable {
                 specBuilder.disk(node, replicas.get(node), "raw", false);
             }
             VmSpec spec = specBuilder.build();
-            BackupGuard guard = new BackupGuard(launcher, spec, endpoint, detection);
+            Coordinator coord;
+            try {
+                coord = session(req.coordinator());
+            } catch (FencingException e) {
+                endpoint.close();
+                return ProtectReply.error(vm, e.getMessage());
+            }
+            BackupGuard guard = new BackupGuard(launcher, spec, endpoint, detection, BackupGuard.Fencing.of(coord, holder));
             control.register(vm, guard::onControl);
             guard.failover().whenComplete((f, err) -> events.accept(err == null
                     ? String.format("VM %s FAILED OVER from epoch %d in %.0f ms (%s); running as pid %d", vm, f.epoch(), f.failoverMs(), f.cause(), f.vm().pid())
                     : "VM " + vm + ": failover FAILED: " + err.getMessage()));
             vms.put(vm, new Protected(vm, endpoint, guard, window));
             events.accept("VM " + vm + " protected: replication port " + endpoint.port() + ", " + req.guest().memoryMiB() + " MiB");
-            return ProtectReply.ready(vm, endpoint.port(), endpoint.disks() == null ? Map.of() : endpoint.disks().ports());
+            return ProtectReply.ready(vm, endpoint.port(), guard.storeId(), endpoint.disks() == null ? Map.of() : endpoint.disks().ports());
         } catch (IOException | RuntimeException e) {
             log.warn("vm={} event=protect-refused cause=\"{}\"", vm, e.getMessage());
             return ProtectReply.error(vm, e.getMessage());
         }
+    }
+
+    /** The session to the configured ensemble, or to the one the primary named. */
+    private Coordinator session(String requested) throws FencingException {
+        String cs = coordinator != null ? coordinator : requested;
+        if (cs == null) {
+            throw new FencingException("*", "no coordination service: start 'backup serve' with --coordinator, or the primary "
+                    + "must name one");
+        }
+        Coordinator c = sessions.get(cs);
+        if (c == null) {
+            c = Coordinator.connect(cs, Coordinator.DEFAULT_SESSION, HostSockets.LOCAL, Duration.ofSeconds(10));
+            sessions.put(cs, c);
+            events.accept("coordination service " + cs + " connected (session " + Coordinator.DEFAULT_SESSION.toMillis() + " ms)");
+        }
+        return c;
     }
 
     /** The VM keeps its name on the backup host, unless this host already runs one of that name (one-machine setups). */
@@ -154,6 +194,8 @@ public final class BackupService implements AutoCloseable {
         p.guard().close();
         if (p.guard().state() != BackupGuard.State.FAILED_OVER) {
             p.endpoint().close();
+        } else {
+            restored.add(p.guard().failover().join());
         }
         vms.remove(p.vm());
     }
@@ -164,8 +206,16 @@ public final class BackupService implements AutoCloseable {
         for (Protected p : vms.values()) {
             p.guard().close();
             p.endpoint().close();
-            p.guard().failover().thenAccept(f -> f.vm().close());
+            p.guard().failover().thenAccept(f -> {
+                f.vm().close();
+                f.lease().close();
+            });
         }
         vms.clear();
+        for (BackupGuard.Failover f : restored) {
+            f.vm().close();
+            f.lease().close();
+        }
+        sessions.values().forEach(Coordinator::close);
     }
 }

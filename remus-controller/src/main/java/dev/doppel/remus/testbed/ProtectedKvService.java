@@ -7,6 +7,10 @@ import dev.doppel.remus.colo.EpochMetrics;
 import dev.doppel.remus.colo.ProtectedVm;
 import dev.doppel.remus.control.ControlServer;
 import dev.doppel.remus.failover.BackupGuard;
+import dev.doppel.remus.fencing.Coordinator;
+import dev.doppel.remus.fencing.EmbeddedCoordinator;
+import dev.doppel.remus.fencing.FencingException;
+import dev.doppel.remus.fencing.PrimaryFencing;
 import dev.doppel.remus.nbd.ReplicatedDisks;
 import dev.doppel.remus.primary.PrimaryProtector;
 import dev.doppel.remus.primary.ProtectionOptions;
@@ -38,7 +42,8 @@ import org.slf4j.LoggerFactory;
  * persisting every PUT to a qcow2 data disk; the primary QEMU (a COLO-capable binary) runs on the
  * primary host, its disk mirrored to the backup's NBD export and its NIC output held per epoch;
  * the backup store, NBD export, control port and failover guard live on the backup host; clients
- * connect from the client host. For the end-to-end tests and {@code doppel bench remus-kv}.
+ * connect from the client host; a ZooKeeper server on the coordination host decides who owns the VM
+ * (the primary's and the backup's coordination sessions go over their hosts' own links). For the end-to-end tests and {@code doppel bench remus-kv}.
  */
 public final class ProtectedKvService implements AutoCloseable {
     private static final Logger log = LoggerFactory.getLogger(ProtectedKvService.class);
@@ -60,6 +65,10 @@ public final class ProtectedKvService implements AutoCloseable {
     private BackupServer.Endpoint endpoint;
     private BackupGuard guard;
     private PrimaryProtector protector;
+    private EmbeddedCoordinator zookeeper;
+    private Coordinator primaryCoordination;
+    private Coordinator backupCoordination;
+    private PrimaryFencing primaryFencing;
     private volatile Consumer<Long> commitHook = e -> { };
 
     private ProtectedKvService(RemusTestbed bed, String name, Path work, VmSpec spec) {
@@ -101,9 +110,37 @@ public final class ProtectedKvService implements AutoCloseable {
         return s;
     }
 
+    /** The coordination service on the coordination host, and each side's session to it (once). */
+    private void startCoordination() throws IOException {
+        if (zookeeper != null) {
+            return;
+        }
+        try {
+            zookeeper = EmbeddedCoordinator.standalone(new InetSocketAddress(bed.coordinator().ip(), 2181), work.resolve("zk"),
+                    bed.coordinator().sockets());
+            primaryCoordination = Coordinator.connect(zookeeper.connectString(), Coordinator.DEFAULT_SESSION,
+                    bed.primary().sockets(), Duration.ofSeconds(10));
+            backupCoordination = Coordinator.connect(zookeeper.connectString(), Coordinator.DEFAULT_SESSION,
+                    bed.backup().sockets(), Duration.ofSeconds(10));
+        } catch (FencingException e) {
+            throw new IOException(e.getMessage(), e);
+        }
+    }
+
+    /** The primary host's holder name in the ownership record. */
+    public String primaryHolder() {
+        return "primary@" + bed.primary().ip();
+    }
+
+    /** The backup host's holder name in the ownership record. */
+    public String backupHolder() {
+        return "backup@" + bed.backup().ip();
+    }
+
     /** Starts the backup host's services for the VM (a new store and export each time). */
     public void startBackup(VmLauncher backupLauncher, Duration detection) throws IOException {
         RemusTestbed.Host b = bed.backup();
+        startCoordination();
         if (backupServer == null) {
             backupServer = new BackupServer(work.resolve("backup-store"), b.sockets());
             control = new ControlServer(new InetSocketAddress(b.ip(), 0), b.sockets());
@@ -125,7 +162,8 @@ public final class ProtectedKvService implements AutoCloseable {
                     }
                 }, List.of(new ReplicatedDisks.Request(DISK, DISK_BYTES)));
         VmSpec restored = spec.toBuilder().name(name + "-bk").netns(b.ns().name()).build();
-        guard = new BackupGuard(backupLauncher, restored, endpoint, detection);
+        guard = new BackupGuard(backupLauncher, restored, endpoint, detection,
+                BackupGuard.Fencing.of(backupCoordination, backupHolder()));
         control.register(name, guard::onControl);
     }
 
@@ -139,14 +177,18 @@ public final class ProtectedKvService implements AutoCloseable {
     }
 
     /** Protects the primary; returns once the first checkpoint is committed. */
-    public void protect(ProtectionOptions options) {
+    public void protect(ProtectionOptions options) throws FencingException {
         RemusTestbed.Host b = bed.backup();
+        if (primaryFencing == null) {
+            primaryFencing = PrimaryFencing.claim(primaryCoordination, name, primaryHolder(),
+                    ProcessHandle.of(primary.pid()).orElseThrow(), Duration.ofSeconds(5));
+        }
         protector = new PrimaryProtector(name, primary.qmp(),
-                () -> new ProtectionTarget(new InetSocketAddress(b.ip(), endpoint.port()),
+                () -> new ProtectionTarget(new InetSocketAddress(b.ip(), endpoint.port()), guard.storeId(),
                         Map.of(DISK, new InetSocketAddress(b.ip(), endpoint.disks().ports().get(DISK)))),
                 new InetSocketAddress(b.ip(), control.port()), options,
                 new ProtectionScope(List.of(NETDEV), List.of(DISK), bed.primary().sockets(), primary.runDir().path()),
-                line -> log.info("vm={} progress: {}", name, line));
+                primaryFencing, line -> log.info("vm={} progress: {}", name, line));
         protector.protect();
     }
 
@@ -183,6 +225,20 @@ public final class ProtectedKvService implements AutoCloseable {
         return guard;
     }
 
+    /** The primary's lease and fence. */
+    public PrimaryFencing primaryFencing() {
+        return primaryFencing;
+    }
+
+    /** The primary host's and the backup host's coordination sessions. */
+    public Coordinator primaryCoordination() {
+        return primaryCoordination;
+    }
+
+    public Coordinator backupCoordination() {
+        return backupCoordination;
+    }
+
     public BackupServer.Endpoint endpoint() {
         return endpoint;
     }
@@ -207,6 +263,13 @@ public final class ProtectedKvService implements AutoCloseable {
         all.add(endpoint);
         all.add(control);
         all.add(backupServer);
+        all.add(primaryFencing);
+        if (guard != null && guard.failover().isDone() && !guard.failover().isCompletedExceptionally()) {
+            all.add(guard.failover().join().lease());
+        }
+        all.add(primaryCoordination);
+        all.add(backupCoordination);
+        all.add(zookeeper);
         Closeables.closeAll(log, "vm=" + name, all);
     }
 }

@@ -12,8 +12,10 @@ import org.slf4j.LoggerFactory;
  * Three hosts on one L2 segment, for Remus end-to-end tests and benchmarks: network namespaces
  * {@code primary}, {@code backup} and {@code client}, each with a bridge {@code br0} holding its link
  * to a switch (a bridge in the root namespace) and, on the primary and backup, a tap {@code tap0}
- * for the protected VM (the restored VM takes the same MAC and IP on the backup's tap). Addresses
- * are 10.83.N.0/24: hosts .1/.2/.3, the guest .10. Everything is removed by {@link #close()}.
+ * for the protected VM (the restored VM takes the same MAC and IP on the backup's tap); and a fourth
+ * host, {@code coord}, for the coordination service (ZooKeeper), so that isolating the primary or
+ * the backup also cuts it off the coordinator. Addresses are 10.83.N.0/24: hosts .1/.2/.3/.4, the
+ * guest .10. Everything is removed by {@link #close()}.
  */
 public final class RemusTestbed implements AutoCloseable {
     private static final Logger log = LoggerFactory.getLogger(RemusTestbed.class);
@@ -53,6 +55,7 @@ public final class RemusTestbed implements AutoCloseable {
             t.addHost("primary", 1, true);
             t.addHost("backup", 2, true);
             t.addHost("client", 3, false);
+            t.addHost("coord", 4, false);
         } catch (RuntimeException e) {
             t.close();
             throw e;
@@ -63,7 +66,7 @@ public final class RemusTestbed implements AutoCloseable {
 
     private void addHost(String role, int hostNumber, boolean withTap) {
         NetNamespace ns = NetNamespace.create("dpk" + id + "-" + role);
-        String uplink = "dk" + id + role.charAt(0);
+        String uplink = "dk" + id + (role.equals("coord") ? 'z' : role.charAt(0));   // client and coord share a 'c'
         Host h = new Host(role, ns, subnet + "." + hostNumber, uplink);
         hosts.add(h);
         HostCommand.run("ip", "link", "add", uplink, "type", "veth", "peer", "name", "eth0", "netns", ns.name());
@@ -88,6 +91,11 @@ public final class RemusTestbed implements AutoCloseable {
 
     public Host client() {
         return hosts.get(2);
+    }
+
+    /** The coordination service's host. */
+    public Host coordinator() {
+        return hosts.get(3);
     }
 
     /** The protected guest's address with prefix, for the guest's {@code doppel.ip}. */

@@ -83,7 +83,7 @@ class ControlServerTest {
                     () -> ControlClient.requestProtection(addr, "vm", GUEST, Duration.ofSeconds(5)));
             assertTrue(refused.getMessage().contains("does not accept"), refused.getMessage());
 
-            server.onProtectRequest(r -> r.guest().memoryMiB() == 256 ? ProtectReply.ready(r.vm(), 4242) : ProtectReply.error(r.vm(), "no"));
+            server.onProtectRequest(r -> r.guest().memoryMiB() == 256 ? ProtectReply.ready(r.vm(), 4242, "b/1", java.util.Map.of()) : ProtectReply.error(r.vm(), "no"));
             assertEquals(4242, ControlClient.requestProtection(addr, "vm", GUEST, Duration.ofSeconds(5)));
         }
     }

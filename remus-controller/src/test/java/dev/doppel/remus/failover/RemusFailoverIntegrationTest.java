@@ -164,8 +164,39 @@ class RemusFailoverIntegrationTest {
             Matcher first = f.vm().console().awaitMatch(RemusHarness.DIRTIER, 0, Duration.ofSeconds(30));
             assertTrue(Long.parseLong(first.group(1)) >= writesBefore, "resumed from before the last seen state");
             assertCleanFor(f.vm(), 15);
-            // A partitioned primary keeps running unprotected (Remus assumes fail-stop hosts;
-            // fencing the old primary is the operator's or the platform's job).
+            // The cut-off primary cannot renew its lease: it kills its own QEMU (held output dies with it).
+            h.primary.awaitExit(Duration.ofSeconds(10));
+            assertFalse(h.primary.isAlive(), "the partitioned primary is still running: it did not fence itself");
+            assertTrue(h.fencing.fencedBecause() != null, "the primary's fence did not record why it fired");
+        }
+    }
+
+    /**
+     * The split brain of the failover-loss issue, forced instead of waited for under CPU load: a
+     * checkpoint stalls (the replication stream is frozen) and the primary's heartbeats go silent, but
+     * the primary lives and holds its lease. The backup must not fail over; the primary declares the
+     * backup lost, records that it runs unprotected, and serves on; the backup's store is then stale.
+     * Exactly one copy runs throughout. (Before the lease, the backup restored on "silence" and two
+     * copies served clients.)
+     */
+    @Test
+    void aStalledSilentPrimaryThatHoldsItsLeaseIsNeverFailedOver() throws Exception {
+        try (RemusHarness h = new RemusHarness(tmp.resolve("stall"))) {
+            h.startPrimary(16, 20000);
+            h.startBackup(DETECTION);
+            h.protect(ProtectionOptions.withInterval(INTERVAL), h.controlRelayThroughPrimaryHost(17001));
+            awaitTrue(() -> h.committedEpochs.get() > 20, Duration.ofSeconds(30), "checkpoints");
+            h.silenceHeartbeats();
+            h.proxy.freeze();
+            awaitTrue(() -> h.guard.state() == BackupGuard.State.STALE, Duration.ofSeconds(20), "the backup to find its store stale");
+            assertEquals(ProtectionState.UNPROTECTED, h.protector.state(), "the primary goes on unprotected");
+            assertTrue(h.guard.failover().isCompletedExceptionally(), "the guard refused to fail over");
+            assertTrue(h.primary.isAlive(), "the primary was not fenced");
+            long writes = lastWrites(h.primary.console());
+            awaitTrue(() -> lastWrites(h.primary.console()) > writes, Duration.ofSeconds(10), "the primary guest to keep running");
+            assertEquals(null, h.fencing.lease().record().backup(), "the record names no backup");
+            log.info("stalled primary: backup refused to fail over ({} deferred attempts), primary serves on unprotected",
+                    h.guard.deferrals());
         }
     }
 

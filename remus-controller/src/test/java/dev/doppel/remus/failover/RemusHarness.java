@@ -48,6 +48,10 @@ final class RemusHarness implements AutoCloseable {
     final List<EpochMetrics> epochs = java.util.Collections.synchronizedList(new ArrayList<>());
     private final String vethHostSide;
     private final List<AutoCloseable> owned = new ArrayList<>();
+    final dev.doppel.remus.fencing.EmbeddedCoordinator zookeeper;
+    final dev.doppel.remus.fencing.Coordinator primaryCoordination;
+    final dev.doppel.remus.fencing.Coordinator backupCoordination;
+    dev.doppel.remus.fencing.PrimaryFencing fencing;
     BackupServer.Endpoint endpoint;
     BackupGuard guard;
     VmProcess primary;
@@ -69,6 +73,14 @@ final class RemusHarness implements AutoCloseable {
         backupServer = new BackupServer(storeRoot);
         control = new ControlServer(new InetSocketAddress(hostSideIp, 0));
         proxy = new FreezableProxy(new InetSocketAddress(hostSideIp, 0), new InetSocketAddress("127.0.0.1", 1));
+        // The coordination service on the host side; the primary's session goes over the primary host's link.
+        zookeeper = dev.doppel.remus.fencing.EmbeddedCoordinator.standalone(new InetSocketAddress(hostSideIp, 0),
+                storeRoot.resolve("zk"), dev.doppel.hostnet.HostSockets.LOCAL);
+        primaryCoordination = dev.doppel.remus.fencing.Coordinator.connect(zookeeper.connectString(),
+                dev.doppel.remus.fencing.Coordinator.DEFAULT_SESSION, dev.doppel.hostnet.HostSockets.inNamespace(primaryHost.name()),
+                Duration.ofSeconds(10));
+        backupCoordination = dev.doppel.remus.fencing.Coordinator.connect(zookeeper.connectString(),
+                dev.doppel.remus.fencing.Coordinator.DEFAULT_SESSION, dev.doppel.hostnet.HostSockets.LOCAL, Duration.ofSeconds(10));
     }
 
     /** A backup endpoint (new store) for the VM, with a guard that fails over to a VM named NAME-bk. */
@@ -85,7 +97,7 @@ final class RemusHarness implements AutoCloseable {
                 });
         proxy.retarget(new InetSocketAddress("127.0.0.1", endpoint.port()));
         guard = new BackupGuard(TestVms.launcher(), spec.toBuilder().name(name + "-bk" + SEQ.incrementAndGet()).netns(null).build(),
-                endpoint, detection);
+                endpoint, detection, BackupGuard.Fencing.of(backupCoordination, "backup@" + hostSideIp));
         control.register(name, guard::onControl);
     }
 
@@ -97,14 +109,20 @@ final class RemusHarness implements AutoCloseable {
         primary.console().awaitLine(DIRTIER, Duration.ofSeconds(120));
     }
 
-    void protect(ProtectionOptions options) {
+    void protect(ProtectionOptions options) throws Exception {
         protect(options, new InetSocketAddress(hostSideIp, control.port()));
     }
 
     /** Protection whose control channel (heartbeats) goes to {@code controlPath}. */
-    void protect(ProtectionOptions options, InetSocketAddress controlPath) {
-        protector = new PrimaryProtector(name, primary.qmp(), new InetSocketAddress(hostSideIp, proxy.port()),
-                controlPath, options, line -> log.info("progress: {}", line));
+    void protect(ProtectionOptions options, InetSocketAddress controlPath) throws Exception {
+        if (fencing == null) {
+            fencing = dev.doppel.remus.fencing.PrimaryFencing.claim(primaryCoordination, name, "primary@" + primaryIp,
+                    ProcessHandle.of(primary.pid()).orElseThrow(), Duration.ofSeconds(5));
+        }
+        protector = new PrimaryProtector(name, primary.qmp(),
+                () -> dev.doppel.remus.primary.ProtectionTarget.memoryOnly(new InetSocketAddress(hostSideIp, proxy.port()), guard.storeId()),
+                controlPath, options, dev.doppel.remus.primary.ProtectionScope.memoryOnly(), fencing,
+                line -> log.info("progress: {}", line));
         protector.protect();
     }
 
@@ -132,6 +150,16 @@ final class RemusHarness implements AutoCloseable {
         throw new IllegalStateException("control relay in " + primaryHost.name() + " did not come up");
     }
 
+    /**
+     * The primary host stops sending to the backup's control port (a tc filter on its link drops those
+     * packets): heartbeats go silent while QEMU, the controller and the coordination session live on.
+     */
+    void silenceHeartbeats() {
+        primaryHost.exec("tc", "qdisc", "add", "dev", "eth0", "root", "handle", "1:", "prio");
+        primaryHost.exec("tc", "filter", "add", "dev", "eth0", "parent", "1:", "protocol", "ip", "prio", "1", "u32",
+                "match", "ip", "dport", Integer.toString(control.port()), "0xffff", "action", "drop");
+    }
+
     void own(AutoCloseable c) {
         owned.add(c);
     }
@@ -149,6 +177,10 @@ final class RemusHarness implements AutoCloseable {
         all.add(vms);
         all.add(() -> HostCommand.tryRun(List.of("ip", "link", "del", vethHostSide)));
         all.add(primaryHost);
+        all.add(fencing);
+        all.add(primaryCoordination);
+        all.add(backupCoordination);
+        all.add(zookeeper);
         dev.doppel.vm.Closeables.closeAll(log, "vm=" + name, all);
     }
 }

@@ -1,0 +1,152 @@
+package dev.doppel.remus.fencing;
+
+import java.time.Duration;
+import java.util.concurrent.TimeUnit;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * The primary's side of fencing for one VM: its lease, and the QEMU process it must stop when it may
+ * no longer run the VM.
+ *
+ * <p>The rules the protector follows (see {@code docs/fencing.md}):
+ * <ul>
+ *   <li>before it starts replicating to a backup store, the record names that store
+ *       ({@link #protectWith}); only that store can ever take the VM over;</li>
+ *   <li>before it lets held output out without a backup's commit (backup lost, protection ended),
+ *       the record names no backup ({@link #goUnprotected}); if that fails, someone else may own the
+ *       VM, so the held output is never released: the QEMU is killed instead ({@link #fence});</li>
+ *   <li>when the lease is lost while a backup could take over, the QEMU is killed at once;</li>
+ *   <li>"primary down" is reported, and the lease given back, only once the QEMU process is
+ *       confirmed dead ({@link #confirmDead}), never because a QMP connection ended.</li>
+ * </ul>
+ */
+public final class PrimaryFencing implements AutoCloseable {
+    private static final Logger log = LoggerFactory.getLogger(PrimaryFencing.class);
+
+    private final Coordinator coordinator;
+    private final String vm;
+    private final String holder;
+    private final ProcessHandle qemu;
+    private volatile VmLease lease;
+    private volatile boolean backupNamed;
+    private volatile String fencedBecause;
+
+    private PrimaryFencing(Coordinator coordinator, String vm, String holder, ProcessHandle qemu, VmLease lease) {
+        this.coordinator = coordinator;
+        this.vm = vm;
+        this.holder = holder;
+        this.qemu = qemu;
+        this.lease = lease;
+        watch(lease);
+    }
+
+    /**
+     * Takes the VM's lease and claims it as primary. Refused when another holder's lease is alive, or
+     * when the record names another owner (the VM was taken over: this copy is stale).
+     */
+    public static PrimaryFencing claim(Coordinator coordinator, String vm, String holder, ProcessHandle qemu, Duration wait)
+            throws FencingException {
+        VmLease lease = VmLease.acquire(coordinator, vm, holder, wait, null);
+        try {
+            lease.claimAsPrimary();
+        } catch (FencingException e) {
+            lease.close();
+            throw e;
+        }
+        return new PrimaryFencing(coordinator, vm, holder, qemu, lease);
+    }
+
+    /** Adopts a lease already held for {@code qemu} (a restored VM that is protected again). */
+    public static PrimaryFencing adopt(Coordinator coordinator, VmLease lease, ProcessHandle qemu) {
+        return new PrimaryFencing(coordinator, lease.vm(), lease.holder(), qemu, lease);
+    }
+
+    private void watch(VmLease l) {
+        l.onLost(why -> {
+            if (backupNamed) {
+                fence("lease lost while backup store could take over: " + why);
+            } else {
+                log.warn("vm={} event=lease-lost-unprotected cause=\"{}\" action=\"no backup can take over; the lease is taken "
+                        + "again before the next protection\"", vm, why);
+            }
+        });
+    }
+
+    public VmLease lease() {
+        return lease;
+    }
+
+    public long token() {
+        return lease.token();
+    }
+
+    /** Null, or why this primary killed its QEMU. */
+    public String fencedBecause() {
+        return fencedBecause;
+    }
+
+    /** Names {@code store} as the backup that may take the VM over; retakes a lost lease first. */
+    public void protectWith(String store) throws FencingException {
+        VmLease l = lease;
+        if (!l.held()) {
+            l = VmLease.acquire(coordinator, vm, holder, Duration.ZERO, null);
+            l.claimAsPrimary();
+            lease = l;
+            watch(l);
+        }
+        backupNamed = true;
+        try {
+            l.setBackup(store);
+        } catch (FencingException e) {
+            fence("naming backup " + store + " failed: " + e.getMessage());
+            throw e;
+        }
+    }
+
+    /**
+     * Must succeed before held output leaves without a backup's commit. On failure the QEMU has been
+     * killed and the output must not be released.
+     */
+    public boolean goUnprotected(String why) {
+        try {
+            lease.setBackup(null);
+            backupNamed = false;
+            return true;
+        } catch (FencingException e) {
+            fence("could not record that the VM runs unprotected (" + why + "): " + e.getMessage());
+            return false;
+        }
+    }
+
+    /** Kills the QEMU: the held output dies with it. */
+    public void fence(String why) {
+        if (fencedBecause == null) {
+            fencedBecause = why;
+        }
+        log.error("vm={} event=self-fenced pid={} token={} cause=\"{}\" action=\"SIGKILL the primary QEMU; held output is dropped\"",
+                vm, qemu.pid(), lease.token(), why);
+        qemu.destroyForcibly();
+    }
+
+    /** Waits up to {@code wait} for the QEMU process to be gone. */
+    public boolean confirmDead(Duration wait) {
+        try {
+            qemu.onExit().get(wait.toMillis(), TimeUnit.MILLISECONDS);
+            return true;
+        } catch (java.util.concurrent.TimeoutException e) {
+            return !qemu.isAlive();
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            return !qemu.isAlive();
+        } catch (java.util.concurrent.ExecutionException e) {
+            return !qemu.isAlive();
+        }
+    }
+
+    /** Gives the lease back (only once the QEMU is confirmed dead, or protection ended cleanly). */
+    @Override
+    public void close() {
+        lease.close();
+    }
+}
