@@ -106,6 +106,9 @@ public final class ProtectCommand implements Callable<Integer> {
                     new ProtectionScope(netdevs, disks, HostSockets.LOCAL, dir.path()), fencing, System.out::println)) {
                 run(dir, qmp, protector, stop);
             }
+            if (embedded != null && !VmRecord.readFrom(dir).alive()) {
+                awaitTakeover(fencing, me);
+            }
         } finally {
             Files.deleteIfExists(dir.protectionFile());
             stop.close();
@@ -135,6 +138,27 @@ public final class ProtectCommand implements Callable<Integer> {
         var tmp = dir.path().resolve("protection.json.tmp");
         MAPPER.writeValue(tmp.toFile(), s);
         Files.move(tmp, dir.protectionFile(), StandardCopyOption.REPLACE_EXISTING, StandardCopyOption.ATOMIC_MOVE);
+    }
+
+    /**
+     * The embedded coordinator lives in this process: after the primary QEMU died it must stay up
+     * until the backup has taken the VM over (or clearly will not), else the backup could not.
+     */
+    private void awaitTakeover(PrimaryFencing fencing, String me) throws InterruptedException {
+        long deadline = System.nanoTime() + Duration.ofSeconds(15).toNanos();
+        while (System.nanoTime() < deadline) {
+            try {
+                var rec = fencing.lease().record();
+                if (rec != null && !rec.owner().equals(me)) {
+                    System.out.println("VM " + name + " is now owned by " + rec.owner() + " (token " + rec.token() + ")");
+                    return;
+                }
+            } catch (dev.doppel.remus.fencing.FencingException e) {
+                System.out.println("coordination: " + e.getMessage());
+            }
+            Thread.sleep(100);
+        }
+        System.out.println("VM " + name + ": no backup took it over within 15 s");
     }
 
     /** This host's address on the route to {@code peer} (where the embedded ZooKeeper listens). */

@@ -363,7 +363,7 @@ public final class PrimaryProtector implements AutoCloseable {
 
     private void lost(String why) {
         synchronized (lock) {
-            if (state != ProtectionState.PROTECTED || !qmp.isConnected()) {
+            if (state != ProtectionState.PROTECTED || !qmp.isConnected() || fencing.fencedBecause() != null) {
                 return;
             }
             lostBackups++;

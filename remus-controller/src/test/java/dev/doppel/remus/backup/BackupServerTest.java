@@ -55,7 +55,9 @@ class BackupServerTest {
             assertNull(b.lastFailure());
             assertEquals(3, a.store().committedEpoch());
             assertEquals(3, b.store().committedEpoch());
-            assertTrue(a.store().directory().endsWith("vm-a") && b.store().directory().endsWith("vm-b"));
+            // Each protection gets its own store generation under the VM's directory.
+            assertTrue(a.store().directory().endsWith(java.nio.file.Path.of("vm-a", "1"))
+                    && b.store().directory().endsWith(java.nio.file.Path.of("vm-b", "1")), a.store().directory().toString());
         }
     }
 

@@ -153,11 +153,13 @@ final class RemusHarness implements AutoCloseable {
     /**
      * The primary host stops sending to the backup's control port (a tc filter on its link drops those
      * packets): heartbeats go silent while QEMU, the controller and the coordination session live on.
+     * This kernel has no gact (drop) action and no prio qdisc, so the filter sits on clsact's egress
+     * hook and redirects the packets to the namespace's loopback, which is down: they are discarded.
      */
     void silenceHeartbeats() {
-        primaryHost.exec("tc", "qdisc", "add", "dev", "eth0", "root", "handle", "1:", "prio");
-        primaryHost.exec("tc", "filter", "add", "dev", "eth0", "parent", "1:", "protocol", "ip", "prio", "1", "u32",
-                "match", "ip", "dport", Integer.toString(control.port()), "0xffff", "action", "drop");
+        primaryHost.exec("tc", "qdisc", "add", "dev", "eth0", "clsact");
+        primaryHost.exec("tc", "filter", "add", "dev", "eth0", "egress", "protocol", "ip", "prio", "1", "u32",
+                "match", "ip", "dport", Integer.toString(control.port()), "0xffff", "action", "mirred", "egress", "redirect", "dev", "lo");
     }
 
     void own(AutoCloseable c) {
@@ -175,12 +177,12 @@ final class RemusHarness implements AutoCloseable {
         all.add(control);
         all.add(endpoint);
         all.add(vms);
-        all.add(() -> HostCommand.tryRun(List.of("ip", "link", "del", vethHostSide)));
-        all.add(primaryHost);
         all.add(fencing);
         all.add(primaryCoordination);
         all.add(backupCoordination);
         all.add(zookeeper);
+        all.add(() -> HostCommand.tryRun(List.of("ip", "link", "del", vethHostSide)));
+        all.add(primaryHost);
         dev.doppel.vm.Closeables.closeAll(log, "vm=" + name, all);
     }
 }
