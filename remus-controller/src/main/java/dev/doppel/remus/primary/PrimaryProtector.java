@@ -503,7 +503,8 @@ public final class PrimaryProtector implements AutoCloseable {
             }
             cancelWatchdog();
             if (heartbeat != null) {
-                if (state != ProtectionState.PRIMARY_LOST) {
+                // Without QMP the QEMU may be dying: primaryGone() decides (primary down), not a stand-down.
+                if (state != ProtectionState.PRIMARY_LOST && state != ProtectionState.FENCED && qmp.isConnected()) {
                     heartbeat.standDown("protection stopped by the operator");
                 }
                 heartbeat.close();
