@@ -62,15 +62,22 @@ class ControlServerTest {
         }
     }
 
+    /**
+     * A primary that is not alive by the sender's check (QMP gone) is only silent: "primary down" is
+     * sent when the protector confirmed the QEMU process dead, never by the check alone.
+     */
     @Test
-    void primaryDownIsSentWhenThePrimaryIsNoLongerAlive() throws Exception {
+    void aPrimaryThatIsNotAliveIsSilentUntilItsDeathIsConfirmed() throws Exception {
         try (ControlServer server = new ControlServer(new InetSocketAddress("127.0.0.1", 0))) {
             LinkedBlockingQueue<ControlMessage> q = new LinkedBlockingQueue<>();
             server.register("vm", q::add);
             try (HeartbeatSender hb = new HeartbeatSender("vm", new InetSocketAddress("127.0.0.1", server.port()),
                     Duration.ofMillis(20), () -> false, () -> 3)) {
+                assertEquals(null, q.poll(500, TimeUnit.MILLISECONDS), "no message while death is unconfirmed");
+                hb.primaryDown("QEMU process exited");
                 ControlMessage m = q.poll(5, TimeUnit.SECONDS);
                 assertEquals(ControlMessage.PRIMARY_DOWN, m.type());
+                assertEquals("QEMU process exited", m.reason());
             }
         }
     }
