@@ -18,6 +18,8 @@ import dev.doppel.remus.primary.ProtectionTarget;
 import dev.doppel.vm.GuestDescriptor;
 import dev.doppel.vm.VmRecord;
 import dev.doppel.vm.VmRunDir;
+import java.net.DatagramSocket;
+import java.net.InetAddress;
 import java.net.InetSocketAddress;
 import java.nio.file.Files;
 import java.nio.file.StandardCopyOption;
@@ -74,7 +76,7 @@ public final class ProtectCommand implements Callable<Integer> {
         EmbeddedCoordinator embedded = coordinator != null ? null : EmbeddedCoordinator.standalone(
                 new InetSocketAddress(localAddressTowards(control), 0), Files.createTempDirectory("doppel-zk-" + name), HostSockets.LOCAL);
         String connect = coordinator != null ? coordinator : embedded.connectString();
-        String me = holder != null ? holder : "primary@" + java.net.InetAddress.getLocalHost().getHostName();
+        String me = holder != null ? holder : "primary@" + InetAddress.getLocalHost().getHostName();
         try (EmbeddedCoordinator ownedZk = embedded;
              Coordinator coord = Coordinator.connect(connect, Coordinator.DEFAULT_SESSION, HostSockets.LOCAL, Duration.ofSeconds(10));
              PrimaryFencing fencing = PrimaryFencing.claim(coord, name, me, ProcessHandle.of(pid).orElseThrow(
@@ -162,8 +164,8 @@ public final class ProtectCommand implements Callable<Integer> {
     }
 
     /** This host's address on the route to {@code peer} (where the embedded ZooKeeper listens). */
-    private static java.net.InetAddress localAddressTowards(InetSocketAddress peer) throws java.io.IOException {
-        try (java.net.DatagramSocket probe = new java.net.DatagramSocket()) {
+    private static InetAddress localAddressTowards(InetSocketAddress peer) throws java.io.IOException {
+        try (DatagramSocket probe = new DatagramSocket()) {
             probe.connect(peer);
             return probe.getLocalAddress();
         }

@@ -86,8 +86,8 @@ final class LocalRemusPair implements AutoCloseable {
         if (fencing != null) {
             fencing.close();
         }
-        if (guard.failover().isDone() && !guard.failover().isCompletedExceptionally()) {
-            guard.failover().join().lease().close();
+        if (guard.completedFailover() != null) {
+            guard.completedFailover().lease().close();
         }
         coordination.close();
         zookeeper.close();

@@ -76,8 +76,7 @@ public final class BackupServer implements AutoCloseable {
         Path vmDir = storeRoot.resolve(vm.name());
         String generation = nextGeneration(vmDir);
         BackupStore store = BackupStore.open(vmDir.resolve(generation), vm.name());
-        EpochListener pruning = pruneOlderOnInitialCommit(vmDir, generation, listener);
-        listener = pruning;
+        EpochListener withPruning = pruneOlderOnInitialCommit(vmDir, generation, listener);
         ServerSocket server;
         ReplicatedDisks replicated = null;
         try {
@@ -91,7 +90,7 @@ public final class BackupServer implements AutoCloseable {
             store.close();
             throw new IOException("VM '" + vm.name() + "': cannot listen on " + address + ": " + e.getMessage(), e);
         }
-        Endpoint ep = new Endpoint(vm, store, server, listener, replicated);
+        Endpoint ep = new Endpoint(vm, store, server, withPruning, replicated);
         if (endpoints.putIfAbsent(vm.name(), ep) != null) {
             ep.close();
             throw new IllegalStateException("VM '" + vm.name() + "' already has a backup endpoint");

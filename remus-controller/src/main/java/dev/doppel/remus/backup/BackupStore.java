@@ -510,11 +510,6 @@ public final class BackupStore implements AutoCloseable {
         log.info("vm={} epoch={} event=store-live running_vm={}", vmName, committedEpoch(), runningVm);
     }
 
-    /** Null, or the VM that runs on this store's memory file. */
-    public synchronized String liveVm() {
-        return liveVm;
-    }
-
     private void requireNotLive(long epoch, String what) throws BackupStoreException {
         if (liveVm != null) {
             throw new BackupStoreException(vmName, epoch, what + " refused: restored VM '" + liveVm + "' runs on this store");

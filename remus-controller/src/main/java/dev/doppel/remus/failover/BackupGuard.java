@@ -98,12 +98,7 @@ public final class BackupGuard implements AutoCloseable {
 
     /** The name under which the ownership record lists this guard's store as the VM's backup. */
     public String storeId() {
-        return storeId(fencing.holder(), endpoint);
-    }
-
-    /** The backup name a primary writes into the ownership record for {@code endpoint}'s store. */
-    public static String storeId(String holder, BackupServer.Endpoint endpoint) {
-        return holder + "/" + endpoint.store().directory().getFileName();
+        return fencing.holder() + "/" + endpoint.store().directory().getFileName();
     }
 
     /** Failover attempts that found the primary's lease still held (a live primary that was only slow). */
@@ -133,6 +128,12 @@ public final class BackupGuard implements AutoCloseable {
 
     public State state() {
         return state;
+    }
+
+    /** The failover, once this guard has failed over; null before, or if it failed or was refused. */
+    public Failover completedFailover() {
+        CompletableFuture<Failover> f = failover;
+        return f.isDone() && !f.isCompletedExceptionally() ? f.join() : null;
     }
 
     /** Completes when the guard has failed over (or failed trying). */
@@ -189,14 +190,13 @@ public final class BackupGuard implements AutoCloseable {
         VmLease lease;
         try {
             lease = VmLease.acquire(fencing.coordinator(), endpoint.vmName(), fencing.holder(), fencing.leaseWait(),
-                    rec -> rec == null || !store.equals(rec.backup())
-                            ? "the ownership record names backup " + (rec == null ? "(no record)" : rec.backup() + " (owner "
-                            + rec.owner() + ")") + ", not this store" : null);
+                    rec -> rec != null && store.equals(rec.backup()) ? null
+                            : "the ownership record " + (rec == null ? "does not exist" : "names backup " + rec.backup()
+                            + " (owner " + rec.owner() + ")") + ", not this store");
+        } catch (FencingException.Fenced e) {
+            refuse(epoch, cause, e.getMessage());
+            return true;
         } catch (FencingException e) {
-            if (e.getMessage().contains("not taking the lease")) {
-                refuse(epoch, cause, e.getMessage());
-                return true;
-            }
             deferrals++;
             log.warn("vm={} epoch={} event=failover-deferred cause=\"{}\" reason=\"{}\"", spec.name(), epoch, cause, e.getMessage());
             return false;

@@ -77,15 +77,6 @@ public final class Coordinator implements AutoCloseable {
         return session;
     }
 
-    /** The session timeout the ensemble granted (0 before the first connection). */
-    public Duration negotiatedSessionTimeout() {
-        try {
-            return Duration.ofMillis(client.getZookeeperClient().getZooKeeper().getSessionTimeout());
-        } catch (Exception e) {
-            return session;
-        }
-    }
-
     @Override
     public void close() {
         client.close();

@@ -56,11 +56,6 @@ public final class PrimaryFencing implements AutoCloseable {
         return new PrimaryFencing(coordinator, vm, holder, qemu, lease);
     }
 
-    /** Adopts a lease already held for {@code qemu} (a restored VM that is protected again). */
-    public static PrimaryFencing adopt(Coordinator coordinator, VmLease lease, ProcessHandle qemu) {
-        return new PrimaryFencing(coordinator, lease.vm(), lease.holder(), qemu, lease);
-    }
-
     private void watch(VmLease l) {
         l.onLost(why -> {
             if (backupNamed) {

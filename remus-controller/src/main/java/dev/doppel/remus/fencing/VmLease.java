@@ -70,7 +70,8 @@ public final class VmLease implements AutoCloseable {
      * Takes the VM's lease, waiting up to {@code wait} for the current holder's to go (its holder
      * released it, or its session expired).
      *
-     * @throws FencingException when it is still held after {@code wait}, or {@code giveUp} said stop
+     * @throws FencingException.Fenced when {@code giveUp} said this holder must not take it
+     * @throws FencingException        when it is still held after {@code wait}, or ZooKeeper failed
      */
     public static VmLease acquire(Coordinator c, String vm, String holder, Duration wait, GiveUp giveUp)
             throws FencingException {
@@ -78,48 +79,45 @@ public final class VmLease implements AutoCloseable {
         CuratorFramework zk = c.client();
         long deadline = System.nanoTime() + wait.toNanos();
         byte[] me = json(Map.of("holder", holder));
-        while (true) {
-            try {
+        try {
+            while (true) {
                 long session = zk.getZookeeperClient().getZooKeeper().getSessionId();
                 try {
                     zk.create().creatingParentContainersIfNeeded().withMode(CreateMode.EPHEMERAL).forPath(leasePath(vm), me);
                 } catch (KeeperException.NodeExistsException held) {
-                    CountDownLatch gone = new CountDownLatch(1);
-                    Stat st = zk.checkExists().usingWatcher((org.apache.zookeeper.Watcher) e -> gone.countDown()).forPath(leasePath(vm));
-                    if (st != null && st.getEphemeralOwner() != session) {
-                        String why = giveUp == null ? null : giveUp.check(readRecord(zk, vm));
-                        if (why != null) {
-                            throw new FencingException(vm, "not taking the lease: " + why);
-                        }
-                        long left = deadline - System.nanoTime();
-                        if (left <= 0) {
-                            throw new FencingException(vm, "the lease is held by " + holderOf(zk, vm) + " (its session is alive) after "
-                                    + wait.toMillis() + " ms");
-                        }
-                        gone.await(Math.min(TimeUnit.NANOSECONDS.toMillis(left), 100), TimeUnit.MILLISECONDS);
-                        continue;
-                    }
-                    if (st == null) {
-                        continue;   // released between create and check: try again
-                    }
-                    // Our own session's node (a retried create that had succeeded): ours.
+                    // Someone's (or ours, from a create that was retried after it had succeeded): see below.
                 }
-                Stat st = zk.checkExists().forPath(leasePath(vm));
-                if (st == null || st.getEphemeralOwner() != session) {
-                    continue;
+                CountDownLatch changed = new CountDownLatch(1);
+                Stat st = zk.checkExists().usingWatcher((org.apache.zookeeper.Watcher) e -> changed.countDown())
+                        .forPath(leasePath(vm));
+                if (st == null) {
+                    continue;   // released just now: try again
                 }
-                VmLease lease = new VmLease(c, vm, holder, st.getCzxid(), session);
-                zk.getConnectionStateListenable().addListener(lease.stateListener);
-                log.info("vm={} event=lease-acquired holder={} token={}", vm, holder, lease.token);
-                return lease;
-            } catch (FencingException e) {
-                throw e;
-            } catch (InterruptedException e) {
-                Thread.currentThread().interrupt();
-                throw new FencingException(vm, "interrupted while taking the lease", e);
-            } catch (Exception e) {
-                throw new FencingException(vm, "taking the lease failed: " + e.getMessage(), e);
+                if (st.getEphemeralOwner() == session) {
+                    VmLease lease = new VmLease(c, vm, holder, st.getCzxid(), session);
+                    zk.getConnectionStateListenable().addListener(lease.stateListener);
+                    log.info("vm={} event=lease-acquired holder={} token={}", vm, holder, lease.token);
+                    return lease;
+                }
+                String why = giveUp == null ? null : giveUp.check(readRecord(zk, vm));
+                if (why != null) {
+                    throw new FencingException.Fenced(vm, "not taking the lease: " + why);
+                }
+                long left = deadline - System.nanoTime();
+                if (left <= 0) {
+                    throw new FencingException(vm, "the lease is held by " + holderOf(zk, vm) + " (its session is alive) after "
+                            + wait.toMillis() + " ms");
+                }
+                // Wake on the lease's deletion, or every 100 ms to look at the record again.
+                changed.await(Math.min(TimeUnit.NANOSECONDS.toMillis(left) + 1, 100), TimeUnit.MILLISECONDS);
             }
+        } catch (FencingException e) {
+            throw e;
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            throw new FencingException(vm, "interrupted while taking the lease", e);
+        } catch (Exception e) {
+            throw new FencingException(vm, "taking the lease failed: " + e.getMessage(), e);
         }
     }
 
@@ -248,7 +246,8 @@ public final class VmLease implements AutoCloseable {
                     current = null;
                 }
                 OwnershipRecord next = change.apply(current);
-                // The lease must still be ours at the moment of the write: check it in the same transaction.
+                // Fail fast when the lease is gone. Exclusion itself comes from the compare-and-set below:
+                // a takeover and this write cannot both succeed on the same record version.
                 Stat lease = zk.checkExists().forPath(leasePath(vm));
                 if (lease == null || lease.getEphemeralOwner() != sessionId || lease.getCzxid() != token) {
                     throw new FencingException.Fenced(vm, "the lease node is no longer this holder's; cannot " + what);
@@ -256,9 +255,7 @@ public final class VmLease implements AutoCloseable {
                 if (current == null) {
                     zk.create().creatingParentContainersIfNeeded().forPath(path, next.toBytes());
                 } else {
-                    zk.transaction().forOperations(
-                            zk.transactionOp().check().withVersion(lease.getVersion()).forPath(leasePath(vm)),
-                            zk.transactionOp().setData().withVersion(st.getVersion()).forPath(path, next.toBytes()));
+                    zk.setData().withVersion(st.getVersion()).forPath(path, next.toBytes());
                 }
                 log.info("vm={} event=ownership-{} holder={} token={} record={}", vm, what.split(" ")[0], holder, token, next);
                 return next;

@@ -195,7 +195,7 @@ public final class BackupService implements AutoCloseable {
         if (p.guard().state() != BackupGuard.State.FAILED_OVER) {
             p.endpoint().close();
         } else {
-            restored.add(p.guard().failover().join());
+            restored.add(p.guard().completedFailover());
         }
         vms.remove(p.vm());
     }

@@ -230,15 +230,6 @@ public final class ProtectedKvService implements AutoCloseable {
         return primaryFencing;
     }
 
-    /** The primary host's and the backup host's coordination sessions. */
-    public Coordinator primaryCoordination() {
-        return primaryCoordination;
-    }
-
-    public Coordinator backupCoordination() {
-        return backupCoordination;
-    }
-
     public BackupServer.Endpoint endpoint() {
         return endpoint;
     }
@@ -264,8 +255,8 @@ public final class ProtectedKvService implements AutoCloseable {
         all.add(control);
         all.add(backupServer);
         all.add(primaryFencing);
-        if (guard != null && guard.failover().isDone() && !guard.failover().isCompletedExceptionally()) {
-            all.add(guard.failover().join().lease());
+        if (guard != null && guard.completedFailover() != null) {
+            all.add(guard.completedFailover().lease());
         }
         all.add(primaryCoordination);
         all.add(backupCoordination);

@@ -112,7 +112,7 @@ class VmLeaseTest {
         });
         later.start();
         long t0 = System.nanoTime();
-        FencingException e = assertThrows(FencingException.class, () -> VmLease.acquire(backup, "vm5", "backup@b",
+        FencingException e = assertThrows(FencingException.Fenced.class, () -> VmLease.acquire(backup, "vm5", "backup@b",
                 Duration.ofSeconds(10), rec -> rec == null || !"backup@b/1".equals(rec.backup()) ? "stale" : null));
         later.join();
         assertTrue(e.getMessage().contains("not taking the lease"), e.getMessage());
