@@ -76,7 +76,7 @@ public final class BackupServer implements AutoCloseable {
         Path vmDir = storeRoot.resolve(vm.name());
         String generation = nextGeneration(vmDir);
         BackupStore store = BackupStore.open(vmDir.resolve(generation), vm.name());
-        EpochListener withPruning = pruneOlderOnInitialCommit(vmDir, generation, listener);
+        EpochListener withPruning = EpochListener.both(pruneOlderOnInitialCommit(vmDir, generation), listener);
         ServerSocket server;
         ReplicatedDisks replicated = null;
         try {
@@ -116,24 +116,13 @@ public final class BackupServer implements AutoCloseable {
      * Once the new store holds a committed initial state, the older stores of the VM are no longer
      * the newest committed copy: they are deleted, except one a restored VM runs on.
      */
-    private static EpochListener pruneOlderOnInitialCommit(Path vmDir, String generation, EpochListener next) {
+    private static EpochListener pruneOlderOnInitialCommit(Path vmDir, String generation) {
         return new EpochListener() {
-            @Override
-            public void beforeRelease(long epoch) {
-                next.beforeRelease(epoch);
-            }
-
             @Override
             public void epochCommitted(dev.doppel.remus.colo.EpochMetrics m) {
                 if (m.epoch() == 0) {
                     deleteOlderGenerations(vmDir, Long.parseLong(generation));
                 }
-                next.epochCommitted(m);
-            }
-
-            @Override
-            public void sessionEnded(long lastCommittedEpoch, Throwable cause) {
-                next.sessionEnded(lastCommittedEpoch, cause);
             }
         };
     }

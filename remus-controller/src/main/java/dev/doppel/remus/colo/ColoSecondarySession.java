@@ -313,6 +313,7 @@ public final class ColoSecondarySession {
         byte[] deviceState = in.bytes((int) size, "device state");
         long t1 = System.nanoTime();
         checkDeviceState(deviceState, sizeAt + 12);
+        listener.checkpointReceived(epoch);
 
         step = "sending VMSTATE_RECEIVED";
         ColoMessageCodec.write(out, ColoMessage.VMSTATE_RECEIVED);

@@ -1,6 +1,7 @@
 package dev.doppel.remus.testbed;
 
 import dev.doppel.hostnet.HostCommand;
+import dev.doppel.qmp.EventSubscription;
 import dev.doppel.remus.failover.BackupGuard;
 import dev.doppel.remus.primary.ProtectionOptions;
 import dev.doppel.vm.GuestImage;
@@ -13,7 +14,10 @@ import java.util.Arrays;
 import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.ThreadLocalRandom;
 import java.util.concurrent.TimeUnit;
+import java.util.function.Consumer;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -37,9 +41,12 @@ public final class KvFailoverRound {
      * @param notOnDisk        PUTs acknowledged before the kill whose record is not on the backup's disk
      * @param connectionSurvived the client's TCP connection carried replies again after failover
      * @param switchLearnedBackup the L2 switch learned the guest's MAC on the backup host's port
+     * @param failoverEpoch    the epoch restored (-1: no failover, as when nothing was committed yet)
+     * @param lateCommitsRefused checkpoints the backup refused to commit because the failover had sealed its store
      */
     public record Outcome(int acks, int ackedBeforeKill, List<String> lost, List<String> repliesAhead, List<String> notOnDisk,
-                          boolean connectionSurvived, boolean switchLearnedBackup, long failoverEpoch, double failoverMs) {
+                          boolean connectionSurvived, boolean switchLearnedBackup, long failoverEpoch, double failoverMs,
+                          long lateCommitsRefused) {
     }
 
     /** How the primary is lost. */
@@ -50,21 +57,55 @@ public final class KvFailoverRound {
         HOST_ISOLATED
     }
 
+    /** When, within the checkpoint cycle, the primary is killed. */
+    public enum KillMode {
+        /** after the given time, wherever the cycle is */
+        PLAIN,
+        /** after the given time, at a random point of the next epoch (a random delay after a checkpoint's stop) */
+        JITTER,
+        /** as soon as a checkpoint's last byte is at the backup, before it commits; the commit is then held 500 ms */
+        AFTER_LAST_BYTE,
+        /** after a checkpoint is committed, before the primary may release its output; the release is held 500 ms */
+        HELD_COMMIT,
+        /** during the initial synchronisation: nothing is committed yet, so no failover may happen */
+        INITIAL_SYNC
+    }
+
+    /** One kill: its mode, when (ms after the client's first 20 acknowledgements), and whether a CPU hog runs beside it. */
+    public record Kill(KillMode mode, long afterMs, boolean contention) {
+        public static Kill plain(long afterMs) {
+            return new Kill(KillMode.PLAIN, afterMs, false);
+        }
+    }
+
+    /** How long the held modes keep the backup's session waiting after the kill. */
+    private static final long HOLD_MS = 500;
+
     private KvFailoverRound() {
     }
 
     public static Outcome run(String testbedId, int net, String vmName, Path work, VmLauncher primaryLauncher,
                               VmLauncher backupLauncher, GuestImage image, ProtectionOptions options, long killAfterMs)
             throws Exception {
-        return run(testbedId, net, vmName, work, primaryLauncher, backupLauncher, image, options, killAfterMs, Loss.KILL);
+        return run(testbedId, net, vmName, work, primaryLauncher, backupLauncher, image, options, Kill.plain(killAfterMs), Loss.KILL);
     }
 
     public static Outcome run(String testbedId, int net, String vmName, Path work, VmLauncher primaryLauncher,
                               VmLauncher backupLauncher, GuestImage image, ProtectionOptions options, long killAfterMs,
                               Loss loss) throws Exception {
+        return run(testbedId, net, vmName, work, primaryLauncher, backupLauncher, image, options, Kill.plain(killAfterMs), loss);
+    }
+
+    public static Outcome run(String testbedId, int net, String vmName, Path work, VmLauncher primaryLauncher,
+                              VmLauncher backupLauncher, GuestImage image, ProtectionOptions options, Kill kill, Loss loss)
+            throws Exception {
         try (RemusTestbed bed = RemusTestbed.create(testbedId, net);
-             ProtectedKvService kv = ProtectedKvService.boot(bed, vmName, work, primaryLauncher, image)) {
+             ProtectedKvService kv = ProtectedKvService.boot(bed, vmName, work, primaryLauncher, image);
+             CpuHog hog = kill.contention() ? CpuHog.allCores() : null) {
             kv.startBackup(backupLauncher, Duration.ofMillis(500));
+            if (kill.mode() == KillMode.INITIAL_SYNC) {
+                return killDuringInitialSync(kv, options, kill);
+            }
             kv.protect(options);
             try (KvClient client = kv.client(vmName, 32)) {
                 client.connect(Duration.ofSeconds(30));
@@ -72,49 +113,145 @@ public final class KvFailoverRound {
                 if (client.awaitAcks(20, Duration.ofSeconds(30)) < 20) {
                     throw new IllegalStateException("the protected KV server acknowledged no PUTs: " + client.connectionFailure());
                 }
-                Thread.sleep(killAfterMs);
-                long killedAt = System.nanoTime();
-                if (loss == Loss.KILL) {
-                    kv.primary().kill();
-                } else {
-                    bed.isolate(bed.primary());
-                }
+                Thread.sleep(kill.afterMs());
+                long killedAt = loss == Loss.KILL ? killPrimary(kv, kill, options) : isolatePrimary(bed);
                 BackupGuard.Failover f = kv.guard().failover().get(60, TimeUnit.SECONDS);
                 kv.own(f.vm());
-                // QEMU's self-announce after the incoming migration moves the MAC to the backup's port.
-                boolean moved = awaitSwitchPort(bed, bed.backup().uplink());
-                boolean survived = client.connectionSurvives(Duration.ofSeconds(20));
-                client.stopPuts();
-                if (survived) {
-                    Thread.sleep(1000);   // replies still in flight
-                }
-                List<KvClient.Ack> acks = client.acks();
-                KvClient.Verification v;
-                try {
-                    v = KvClient.verify(bed.client().sockets(),
-                            new InetSocketAddress(bed.guestIp(), ProtectedKvService.KV_PORT), acks, Duration.ofSeconds(30));
-                } catch (java.io.IOException e) {
-                    List<String> console = f.vm().console().lines();
-                    throw new java.io.IOException("VM '" + vmName + "' restored from epoch " + f.epoch() + ": reading the "
-                            + "acknowledged keys back failed (" + e.getMessage() + "); PUT stream: "
-                            + (survived ? "survived" : String.valueOf(client.connectionFailure())) + "; restored console tail: "
-                            + console.subList(Math.max(0, console.size() - 8), console.size()), e);
-                }
-                List<String> lost = new ArrayList<>(v.missing());
-                lost.addAll(v.wrong());
-                if (!lost.isEmpty()) {
-                    log.error("vm={} lost keys after failover from epoch {}: {}", vmName, f.epoch(), lossDiagnosis(acks, lost, killedAt));
-                }
-                Outcome o = new Outcome(acks.size(), (int) acks.stream().filter(a -> a.ackedNanos() < killedAt).count(), lost,
-                        outputAhead(acks, kv.commitTimes(), killedAt),
-                        notOnDisk(acks, killedAt, kv.endpoint().disks().images().get(ProtectedKvService.DISK), image),
-                        survived, moved, f.epoch(), f.failoverMs());
-                log.info("vm={} round: {} PUTs acknowledged, failover from epoch {} in {} ms, lost {}, replies ahead {}, "
-                                + "not on disk {}, connection survived {}, MAC moved {}", vmName, o.acks(), o.failoverEpoch(),
-                        String.format("%.0f", o.failoverMs()), lost.size(), o.repliesAhead().size(), o.notOnDisk().size(),
-                        survived, moved);
-                return o;
+                return check(bed, kv, client, f, killedAt, image, vmName);
             }
+        }
+    }
+
+    private static long isolatePrimary(RemusTestbed bed) {
+        long t = System.nanoTime();
+        bed.isolate(bed.primary());
+        return t;
+    }
+
+    /** Kills the primary QEMU at the moment the mode names; returns when (nanoTime). */
+    private static long killPrimary(ProtectedKvService kv, Kill kill, ProtectionOptions options) throws Exception {
+        switch (kill.mode()) {
+            case PLAIN -> {
+                long t = System.nanoTime();
+                kv.primary().kill();
+                return t;
+            }
+            case JITTER -> {
+                try (EventSubscription stop = kv.primary().qmp().subscribe("STOP")) {
+                    stop.await("STOP", Duration.ofSeconds(10));
+                    Thread.sleep(ThreadLocalRandom.current().nextLong(options.interval().toMillis() + 1));
+                    long t = System.nanoTime();
+                    kv.primary().kill();
+                    return t;
+                }
+            }
+            case AFTER_LAST_BYTE, HELD_COMMIT -> {
+                CompletableFuture<Long> killed = new CompletableFuture<>();
+                Consumer<Long> hook = epoch -> {
+                    if (killed.isDone()) {
+                        return;
+                    }
+                    long t = System.nanoTime();
+                    kv.primary().kill();
+                    killed.complete(t);
+                    log.info("vm={} epoch={} kill mode={} primary killed on the backup's session thread; holding it {} ms",
+                            kv.spec().name(), epoch, kill.mode(), HOLD_MS);
+                    sleepQuietly(HOLD_MS);
+                };
+                if (kill.mode() == KillMode.AFTER_LAST_BYTE) {
+                    kv.onCheckpointReceived(hook);
+                } else {
+                    kv.onCommit(hook);
+                }
+                return killed.get(30, TimeUnit.SECONDS);
+            }
+            default -> throw new IllegalArgumentException("not a kill during protection: " + kill.mode());
+        }
+    }
+
+    /**
+     * Kills the primary while the initial synchronisation runs. With nothing committed the backup must
+     * not restore anything (a partial store is no VM); if the kill came after the initial commit after
+     * all, it must fail over normally. The outcome's failover epoch is -1 when it (rightly) did not.
+     */
+    private static Outcome killDuringInitialSync(ProtectedKvService kv, ProtectionOptions options, Kill kill) throws Exception {
+        CompletableFuture<Long> killed = CompletableFuture.supplyAsync(() -> {
+            long deadline = System.nanoTime() + Duration.ofSeconds(60).toNanos();
+            while (!kv.endpoint().sessionActive() && System.nanoTime() < deadline) {
+                sleepQuietly(5);
+            }
+            sleepQuietly(ThreadLocalRandom.current().nextLong(Math.max(1, kill.afterMs())));
+            long t = System.nanoTime();
+            kv.primary().kill();
+            return t;
+        });
+        try {
+            kv.protect(options);
+        } catch (RuntimeException e) {
+            log.info("vm={} kill mode=INITIAL_SYNC protection ended as expected: {}", kv.spec().name(), e.getMessage());
+        }
+        killed.get(90, TimeUnit.SECONDS);
+        Thread.sleep(3000);   // longer than detection + the lease wait of a dead primary
+        long committed = kv.endpoint().store().committedEpoch();
+        CompletableFuture<BackupGuard.Failover> f = kv.guard().failover();
+        if (committed < 0) {
+            if (f.isDone()) {
+                throw new IllegalStateException("VM '" + kv.spec().name() + "': the backup restored although nothing was committed: "
+                        + (f.isCompletedExceptionally() ? "failed attempt" : "VM started from epoch " + f.join().epoch()));
+            }
+            log.info("vm={} kill mode=INITIAL_SYNC: nothing committed, no failover (correct)", kv.spec().name());
+            return new Outcome(0, 0, List.of(), List.of(), List.of(), false, false, -1, Double.NaN, kv.endpoint().lateCommitsRefused());
+        }
+        BackupGuard.Failover done = f.get(60, TimeUnit.SECONDS);
+        kv.own(done.vm());
+        log.info("vm={} kill mode=INITIAL_SYNC came after the initial commit: failed over from epoch {}", kv.spec().name(), done.epoch());
+        return new Outcome(0, 0, List.of(), List.of(), List.of(), false, false, done.epoch(), done.failoverMs(),
+                kv.endpoint().lateCommitsRefused());
+    }
+
+    /** Every check a client and an operator can make after the failover. */
+    private static Outcome check(RemusTestbed bed, ProtectedKvService kv, KvClient client, BackupGuard.Failover f, long killedAt,
+                                 GuestImage image, String vmName) throws Exception {
+        // QEMU's self-announce after the incoming migration moves the MAC to the backup's port.
+        boolean moved = awaitSwitchPort(bed, bed.backup().uplink());
+        boolean survived = client.connectionSurvives(Duration.ofSeconds(20));
+        client.stopPuts();
+        if (survived) {
+            Thread.sleep(1000);   // replies still in flight
+        }
+        List<KvClient.Ack> acks = client.acks();
+        KvClient.Verification v;
+        try {
+            v = KvClient.verify(bed.client().sockets(),
+                    new InetSocketAddress(bed.guestIp(), ProtectedKvService.KV_PORT), acks, Duration.ofSeconds(30));
+        } catch (java.io.IOException e) {
+            List<String> console = f.vm().console().lines();
+            throw new java.io.IOException("VM '" + vmName + "' restored from epoch " + f.epoch() + ": reading the "
+                    + "acknowledged keys back failed (" + e.getMessage() + "); PUT stream: "
+                    + (survived ? "survived" : String.valueOf(client.connectionFailure())) + "; restored console tail: "
+                    + console.subList(Math.max(0, console.size() - 8), console.size()), e);
+        }
+        List<String> lost = new ArrayList<>(v.missing());
+        lost.addAll(v.wrong());
+        if (!lost.isEmpty()) {
+            log.error("vm={} lost keys after failover from epoch {}: {}", vmName, f.epoch(), lossDiagnosis(acks, lost, killedAt));
+        }
+        Outcome o = new Outcome(acks.size(), (int) acks.stream().filter(a -> a.ackedNanos() < killedAt).count(), lost,
+                outputAhead(acks, kv.commitTimes(), killedAt),
+                notOnDisk(acks, killedAt, kv.endpoint().disks().images().get(ProtectedKvService.DISK), image),
+                survived, moved, f.epoch(), f.failoverMs(), kv.endpoint().lateCommitsRefused());
+        log.info("vm={} round: {} PUTs acknowledged, failover from epoch {} in {} ms, lost {}, replies ahead {}, "
+                        + "not on disk {}, connection survived {}, MAC moved {}, late commits refused {}", vmName, o.acks(),
+                o.failoverEpoch(), String.format("%.0f", o.failoverMs()), lost.size(), o.repliesAhead().size(),
+                o.notOnDisk().size(), survived, moved, o.lateCommitsRefused());
+        return o;
+    }
+
+    private static void sleepQuietly(long ms) {
+        try {
+            Thread.sleep(ms);
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
         }
     }
 

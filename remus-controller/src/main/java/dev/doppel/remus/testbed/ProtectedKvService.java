@@ -70,6 +70,7 @@ public final class ProtectedKvService implements AutoCloseable {
     private Coordinator backupCoordination;
     private PrimaryFencing primaryFencing;
     private volatile Consumer<Long> commitHook = e -> { };
+    private volatile Consumer<Long> receivedHook = e -> { };
 
     private ProtectedKvService(RemusTestbed bed, String name, Path work, VmSpec spec) {
         this.bed = bed;
@@ -154,6 +155,11 @@ public final class ProtectedKvService implements AutoCloseable {
                         Duration.ofSeconds(30), Duration.ofSeconds(30)),
                 new InetSocketAddress(b.ip(), 0), new EpochListener() {
                     @Override
+                    public void checkpointReceived(long epoch) {
+                        receivedHook.accept(epoch);
+                    }
+
+                    @Override
                     public void beforeRelease(long epoch) {
                         synchronized (commitNanos) {
                             commitNanos.add(System.nanoTime());
@@ -207,6 +213,11 @@ public final class ProtectedKvService implements AutoCloseable {
     /** Runs on the backup after each commit while the primary is still paused (tests compare disks here). */
     public void onCommit(Consumer<Long> hook) {
         this.commitHook = hook;
+    }
+
+    /** Runs on the backup when a checkpoint's last byte has arrived, before it is committed. */
+    public void onCheckpointReceived(Consumer<Long> hook) {
+        this.receivedHook = hook;
     }
 
     public RemusTestbed testbed() {
