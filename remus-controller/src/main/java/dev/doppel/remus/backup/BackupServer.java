@@ -221,6 +221,11 @@ public final class BackupServer implements AutoCloseable {
             return store.restoreSnapshot();
         }
 
+        /** Whether a failover has sealed this endpoint's store. */
+        public boolean sealed() {
+            return gate.sealed();
+        }
+
         /** Commits refused because they came after {@link #seal}. */
         public long lateCommitsRefused() {
             return gate.refused();

@@ -63,6 +63,10 @@ public final class CommitGate {
         }
     }
 
+    public synchronized boolean sealed() {
+        return sealed;
+    }
+
     /** Commits refused since the seal (the campaign counts them as {@code late_commits_refused}). */
     public synchronized long refused() {
         return refused;

@@ -103,6 +103,9 @@ public final class PrimaryFencing implements AutoCloseable {
      * killed and the output must not be released.
      */
     public boolean goUnprotected(String why) {
+        if (!qemu.isAlive() || zombie(qemu.pid())) {
+            return true;   // a dead QEMU holds no output: nothing can leave, nothing to record
+        }
         try {
             lease.setBackup(null);
             backupNamed = false;

@@ -63,9 +63,12 @@ public final class KvFailoverRound {
         PLAIN,
         /** after the given time, at a random point of the next epoch (a random delay after a checkpoint's stop) */
         JITTER,
-        /** as soon as a checkpoint's last byte is at the backup, before it commits; the commit is then held 500 ms */
+        /**
+         * as soon as a checkpoint's last byte is at the backup, before it commits; the commit is then held
+         * until the failover has sealed the store (the dying primary's checkpoint arrives during the restore)
+         */
         AFTER_LAST_BYTE,
-        /** after a checkpoint is committed, before the primary may release its output; the release is held 500 ms */
+        /** after a checkpoint is committed, before the primary may release its output; the release is held until the seal */
         HELD_COMMIT,
         /** during the initial synchronisation: nothing is committed yet, so no failover may happen */
         INITIAL_SYNC
@@ -78,8 +81,8 @@ public final class KvFailoverRound {
         }
     }
 
-    /** How long the held modes keep the backup's session waiting after the kill. */
-    private static final long HOLD_MS = 500;
+    /** The longest the held modes keep the backup's session waiting for the seal after the kill. */
+    private static final long HOLD_MS = 5000;
 
     private KvFailoverRound() {
     }
@@ -154,9 +157,12 @@ public final class KvFailoverRound {
                     long t = System.nanoTime();
                     kv.primary().kill();
                     killed.complete(t);
-                    log.info("vm={} epoch={} kill mode={} primary killed on the backup's session thread; holding it {} ms",
-                            kv.spec().name(), epoch, kill.mode(), HOLD_MS);
-                    sleepQuietly(HOLD_MS);
+                    log.info("vm={} epoch={} kill mode={} primary killed on the backup's session thread; holding it until the seal",
+                            kv.spec().name(), epoch, kill.mode());
+                    long until = System.nanoTime() + HOLD_MS * 1_000_000;
+                    while (!kv.endpoint().sealed() && System.nanoTime() < until) {
+                        sleepQuietly(1);
+                    }
                 };
                 if (kill.mode() == KillMode.AFTER_LAST_BYTE) {
                     kv.onCheckpointReceived(hook);

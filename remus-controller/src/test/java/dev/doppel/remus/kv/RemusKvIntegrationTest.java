@@ -86,7 +86,7 @@ class RemusKvIntegrationTest {
 
     /**
      * The failover races of the failover-loss issue, forced on real QEMU: the primary is killed (1) the
-     * moment a checkpoint's last byte is at the backup, whose commit is then held 500 ms — the failover
+     * moment a checkpoint's last byte is at the backup, whose commit is then held until the failover
      * seals the store first, so that checkpoint's commit must be refused and the epoch before it
      * restored; (2) after a commit, with the primary's release held — that epoch is restored; (3)
      * during the initial synchronisation — with nothing committed no VM may be restored. No
