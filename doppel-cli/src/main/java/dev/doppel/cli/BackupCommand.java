@@ -26,6 +26,7 @@ public final class BackupCommand {
                 + "(default: the one each primary names, i.e. its controller's embedded server)") String coordinator;
         @Option(names = "--name", description = "this backup host's name in ownership records (default: backup@HOST of --listen)") String holder;
         @Mixin AccelOption accel;
+        @Mixin TlsOption tls;
 
         @Override
         public Integer call() throws Exception {
@@ -33,7 +34,7 @@ public final class BackupCommand {
             DateTimeFormatter t = DateTimeFormatter.ofPattern("HH:mm:ss.SSS");
             try (GracefulStop stop = new GracefulStop("backup-serve", Duration.ofSeconds(20));
                  BackupService service = new BackupService(launcher, ProtectCommand.parse(listen), store, Duration.ofMillis(detectionMs),
-                    new NicSpec.Netdev.User(), coordinator, holder != null ? holder : "backup@" + listen, line -> System.out.println(LocalTime.now().format(t) + " " + line))) {
+                    new NicSpec.Netdev.User(), coordinator, holder != null ? holder : "backup@" + listen, tls.load(), line -> System.out.println(LocalTime.now().format(t) + " " + line))) {
                 long end = seconds > 0 ? System.nanoTime() + seconds * 1_000_000_000L : Long.MAX_VALUE;
                 while (System.nanoTime() < end && !stop.await(Duration.ofSeconds(5))) {
                     service.protectedVms().values().forEach(p -> System.out.println(LocalTime.now().format(t) + " VM "

@@ -55,6 +55,7 @@ public final class ProtectCommand implements Callable<Integer> {
     @Option(names = "--memory-only", description = "replicate memory and devices only: no output commit, no disk replication") boolean memoryOnly;
     @Option(names = "--coordinator", description = "ZooKeeper ensemble HOST:PORT,... (default: an embedded single server, one machine only)") String coordinator;
     @Option(names = "--name", description = "this primary host's name in ownership records (default: primary@HOSTNAME)") String holder;
+    @picocli.CommandLine.Mixin TlsOption tlsOption;
 
     @Override
     public Integer call() throws Exception {
@@ -71,6 +72,7 @@ public final class ProtectCommand implements Callable<Integer> {
         if (timeoutMs != null) {
             options = new ProtectionOptions(options.interval(), Duration.ofMillis(timeoutMs), options.initialSyncTimeout(), options.reprotectDelay());
         }
+        dev.doppel.tls.PeerTls tls = tlsOption.load();
         GracefulStop stop = new GracefulStop("protect", Duration.ofSeconds(20));
         long pid = VmRecord.readFrom(dir).pid();
         EmbeddedCoordinator embedded = coordinator != null ? null : EmbeddedCoordinator.standalone(
@@ -92,7 +94,7 @@ public final class ProtectCommand implements Callable<Integer> {
             Supplier<ProtectionTarget> target = () -> {
                 try {
                     ProtectReply r = ControlClient.requestProtection(control,
-                            ProtectRequest.of(name, guest, sizes).withCoordinator(connect), Duration.ofSeconds(10));
+                            ProtectRequest.of(name, guest, sizes).withCoordinator(connect), Duration.ofSeconds(10), tls);
                     Map<String, InetSocketAddress> exports = new LinkedHashMap<>();
                     if (r.diskPorts() != null) {
                         r.diskPorts().forEach((node, p) -> exports.put(node, new InetSocketAddress(control.getAddress(), p)));
@@ -105,7 +107,7 @@ public final class ProtectCommand implements Callable<Integer> {
                 }
             };
             try (PrimaryProtector protector = new PrimaryProtector(name, qmp, target, control, options,
-                    new ProtectionScope(netdevs, disks, HostSockets.LOCAL, dir.path()), fencing, System.out::println)) {
+                    new ProtectionScope(netdevs, disks, HostSockets.LOCAL, dir.path(), tls), fencing, System.out::println)) {
                 run(dir, qmp, protector, stop);
             }
             if (embedded != null && !VmRecord.readFrom(dir).alive()) {

@@ -10,6 +10,10 @@ import dev.doppel.remus.fencing.Coordinator;
 import dev.doppel.remus.fencing.EmbeddedCoordinator;
 import dev.doppel.remus.fencing.PrimaryFencing;
 import dev.doppel.hostnet.HostSockets;
+import dev.doppel.remus.primary.ProtectionScope;
+import dev.doppel.remus.primary.ProtectionTarget;
+import dev.doppel.tls.PeerTls;
+import dev.doppel.tls.Pki;
 import dev.doppel.remus.primary.PrimaryProtector;
 import dev.doppel.cli.PatchedQemuPrefix;
 import dev.doppel.remus.primary.ProtectionOptions;
@@ -28,8 +32,8 @@ import java.util.List;
 
 /**
  * A protected VM and its backup on this machine, for benchmarks: the patched QEMU as COLO primary,
- * the Java backup service on loopback with its guard, an embedded ZooKeeper deciding ownership,
- * everything owned and closed here.
+ * the Java backup service on loopback with its guard, an embedded ZooKeeper deciding ownership, and
+ * optionally mutual TLS between them (a CA made for the run), everything owned and closed here.
  */
 final class LocalRemusPair implements AutoCloseable {
     final VmProcess primary;
@@ -41,14 +45,26 @@ final class LocalRemusPair implements AutoCloseable {
     private final Path storeRoot;
     private final EmbeddedCoordinator zookeeper;
     private final Coordinator coordination;
+    private final PeerTls tls;
     private PrimaryProtector protector;
     private PrimaryFencing fencing;
 
     LocalRemusPair(VmLauncher stock, VmSpec spec, Duration detection) throws Exception {
+        this(stock, spec, detection, false);
+    }
+
+    /** With {@code withTls}, the control channel and the replication stream run over mutual TLS (through the relay). */
+    LocalRemusPair(VmLauncher stock, VmSpec spec, Duration detection, boolean withTls) throws Exception {
         storeRoot = Files.createTempDirectory(Path.of("/dev/shm"), "doppel-bench-store");
+        if (withTls) {
+            Pki.init(storeRoot.resolve("pki"), "bench CA");
+            tls = PeerTls.load(Pki.issue(storeRoot.resolve("pki"), "127.0.0.1"));
+        } else {
+            tls = PeerTls.INSECURE;
+        }
         VmLauncher patched = new VmLauncher(QemuBinary.atPrefix(PatchedQemuPrefix.find()), stock.accelerator());
         primary = patched.start(spec);
-        backupServer = new BackupServer(storeRoot);
+        backupServer = new BackupServer(storeRoot, HostSockets.LOCAL, tls);
         endpoint = backupServer.listen(new ProtectedVm(spec.name(), null, 0, Duration.ofSeconds(30), Duration.ofSeconds(30)),
                 new InetSocketAddress("127.0.0.1", 0), new EpochListener() {
                     @Override
@@ -56,7 +72,7 @@ final class LocalRemusPair implements AutoCloseable {
                         epochs.add(m);
                     }
                 });
-        control = new ControlServer(new InetSocketAddress("127.0.0.1", 0));
+        control = new ControlServer(new InetSocketAddress("127.0.0.1", 0), HostSockets.LOCAL, tls);
         zookeeper = EmbeddedCoordinator.standalone(new InetSocketAddress("127.0.0.1", 0), storeRoot.resolve("zk"), HostSockets.LOCAL);
         coordination = Coordinator.connect(zookeeper.connectString(), Coordinator.DEFAULT_SESSION, HostSockets.LOCAL, Duration.ofSeconds(10));
         guard = new BackupGuard(stock, spec.toBuilder().name(spec.name() + "-bk").build(), endpoint, detection,
@@ -67,8 +83,10 @@ final class LocalRemusPair implements AutoCloseable {
     PrimaryProtector protect(Duration interval) throws Exception {
         fencing = PrimaryFencing.claim(coordination, primary.name(), "primary@local", ProcessHandle.of(primary.pid()).orElseThrow(),
                 Duration.ofSeconds(5));
-        protector = new PrimaryProtector(primary.name(), primary.qmp(), new InetSocketAddress("127.0.0.1", endpoint.port()),
-                guard.storeId(), new InetSocketAddress("127.0.0.1", control.port()), ProtectionOptions.withInterval(interval),
+        InetSocketAddress replication = new InetSocketAddress("127.0.0.1", endpoint.port());
+        protector = new PrimaryProtector(primary.name(), primary.qmp(), () -> ProtectionTarget.memoryOnly(replication, guard.storeId()),
+                new InetSocketAddress("127.0.0.1", control.port()), ProtectionOptions.withInterval(interval),
+                new ProtectionScope(List.of(), List.of(), HostSockets.LOCAL, primary.runDir().path(), tls),
                 fencing, line -> System.err.println("[bench] " + line));
         protector.protect();
         return protector;

@@ -37,12 +37,15 @@ public final class RemusBench implements Callable<Integer> {
         VmLauncher stock = VmLauncher.create(accel.forced());
         VmSpec spec = VmLauncher.guestSpec("br" + ProcessHandle.current().pid(), GuestImage.locate(), "dirtier",
                 Map.of("doppel.dirty_mb", Integer.toString(dirtyMb), "doppel.dirty_rate", Integer.toString(rate))).memoryMiB(memMiB).build();
+        BenchReport report;
+        double unprotected;
+        double pauseP50;
         try (LocalRemusPair pair = new LocalRemusPair(stock, spec, Duration.ofMillis(500))) {
             ConsoleLog console = pair.primary.console();
             console.awaitLine(DIRTIER, Duration.ofSeconds(120));
             Thread.sleep(2000);
             System.err.println("[bench remus] unprotected for " + seconds + " s");
-            double unprotected = dirtierRate(console, seconds);
+            unprotected = dirtierRate(console, seconds);
             PrimaryProtector protector = pair.protect(Duration.ofMillis(intervalMs));
             Thread.sleep(2000);   // past the first checkpoints
             long checkpointsBefore = protector.stats().checkpoints();
@@ -58,14 +61,15 @@ public final class RemusBench implements Callable<Integer> {
             Percentiles commitP = new Percentiles(commit, commit.length);
             Percentiles bytesP = new Percentiles(bytes, bytes.length);
             long corrupt = lastCorrupt(console);
-            new BenchReport("Remus checkpoints: " + intervalMs + " ms interval, dirtier " + dirtyMb + " MiB at " + rate
+            pauseP50 = protector.stats().pausePercentileMs(50);
+            report = new BenchReport("Remus checkpoints: " + intervalMs + " ms interval, dirtier " + dirtyMb + " MiB at " + rate
                     + " pages/s, " + memMiB + " MiB guest")
                     .note("accelerator", stock.accelerator())
                     .figure("interval_ms", "interval (ms)", intervalMs)
                     .figure("seconds", "seconds per phase", seconds)
                     .figure("checkpoints", "checkpoints in the protected phase", checkpoints)
                     .figure("checkpoints_per_s", "checkpoints per second", round(checkpoints / (double) seconds))
-                    .figure("pause_p50_ms", "guest pause per checkpoint p50 (ms)", round(protector.stats().pausePercentileMs(50)))
+                    .figure("pause_p50_ms", "guest pause per checkpoint p50 (ms)", round(pauseP50))
                     .figure("pause_p99_ms", "guest pause p99 (ms)", round(protector.stats().pausePercentileMs(99)))
                     .figure("pause_max_ms", "guest pause max (ms)", round(protector.stats().maxPauseMs()))
                     .figure("dirty_pages_p50", "dirty pages per checkpoint p50", pageP.at(50))
@@ -75,11 +79,35 @@ public final class RemusBench implements Callable<Integer> {
                     .figure("unprotected_pages_per_s", "dirtier pages/s unprotected", Math.round(unprotected))
                     .figure("protected_pages_per_s", "dirtier pages/s protected", Math.round(protectedRate))
                     .figure("throughput_ratio", "throughput ratio protected ÷ unprotected", round(protectedRate / unprotected))
-                    .figure("corrupt", "CORRUPT reports", corrupt)
-                    .figure("accel", "accel", stock.accelerator().accelerator().qemuName())
-                    .print(System.out);
+                    .figure("corrupt", "CORRUPT reports", corrupt);
         }
+        // The same protection with mutual TLS on the control channel and the replication stream (QEMU's
+        // stream then goes through the relay, which is the TLS end): a second VM of the same spec, after
+        // the first one is gone, so the two never share the CPU.
+        System.err.println("[bench remus] protected over mutual TLS, " + intervalMs + " ms interval, for " + seconds + " s");
+        TlsPhase tlsPhase = tlsPhase(stock, spec);
+        report.figure("pause_p50_ms_tls", "guest pause p50 with mutual TLS (ms)", round(tlsPhase.pauseP50()))
+                .figure("pause_p99_ms_tls", "guest pause p99 with mutual TLS (ms)", round(tlsPhase.pauseP99()))
+                .figure("tls_pause_cost_ms", "mutual TLS cost on the pause p50 (ms)", round(tlsPhase.pauseP50() - pauseP50))
+                .figure("throughput_ratio_tls", "throughput ratio with mutual TLS", round(tlsPhase.pagesPerSecond() / unprotected))
+                .figure("accel", "accel", stock.accelerator().accelerator().qemuName())
+                .print(System.out);
         return 0;
+    }
+
+    private record TlsPhase(double pauseP50, double pauseP99, double pagesPerSecond) {
+    }
+
+    private TlsPhase tlsPhase(VmLauncher stock, VmSpec spec) throws Exception {
+        VmSpec second = spec.toBuilder().name(spec.name() + "t").build();
+        try (LocalRemusPair pair = new LocalRemusPair(stock, second, Duration.ofMillis(500), true)) {
+            ConsoleLog console = pair.primary.console();
+            console.awaitLine(DIRTIER, Duration.ofSeconds(120));
+            PrimaryProtector protector = pair.protect(Duration.ofMillis(intervalMs));
+            Thread.sleep(2000);   // past the first checkpoints, as in the plain phase
+            double rate = dirtierRate(console, seconds);
+            return new TlsPhase(protector.stats().pausePercentileMs(50), protector.stats().pausePercentileMs(99), rate);
+        }
     }
 
     /** Dirtier pages written per second over the next {@code seconds}, from its own counter. */

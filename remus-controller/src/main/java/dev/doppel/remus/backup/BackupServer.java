@@ -7,6 +7,7 @@ import dev.doppel.remus.colo.ColoSessionException;
 import dev.doppel.remus.colo.EpochListener;
 import dev.doppel.remus.colo.ProtectedVm;
 import dev.doppel.remus.nbd.ReplicatedDisks;
+import dev.doppel.tls.PeerTls;
 import dev.doppel.vm.Closeables;
 import java.io.IOException;
 import java.net.InetSocketAddress;
@@ -35,17 +36,22 @@ public final class BackupServer implements AutoCloseable {
 
     private final Path storeRoot;
     private final HostSockets host;
+    private final PeerTls tls;
     private final Map<String, Endpoint> endpoints = new ConcurrentHashMap<>();
 
     /** {@code storeRoot}: a tmpfs directory; each VM gets {@code storeRoot/<vm name>}. */
     public BackupServer(Path storeRoot) {
-        this(storeRoot, HostSockets.LOCAL);
+        this(storeRoot, HostSockets.LOCAL, PeerTls.INSECURE);
     }
 
-    /** A backup server whose ports are on {@code host}'s network. */
-    public BackupServer(Path storeRoot, HostSockets host) {
+    /**
+     * A backup server whose ports are on {@code host}'s network; a primary's replication connection
+     * must pass {@code tls} (its certificate) before its session may start.
+     */
+    public BackupServer(Path storeRoot, HostSockets host, PeerTls tls) {
         this.storeRoot = storeRoot;
         this.host = host;
+        this.tls = tls;
     }
 
     public HostSockets host() {
@@ -81,7 +87,7 @@ public final class BackupServer implements AutoCloseable {
         ReplicatedDisks replicated = null;
         try {
             replicated = disks.isEmpty() ? null
-                    : ReplicatedDisks.create(vm.name(), vmDir.resolve(generation + "-disks"), disks, address.getAddress(), host);
+                    : ReplicatedDisks.create(vm.name(), vmDir.resolve(generation + "-disks"), disks, address.getAddress(), host, tls);
             server = host.listen(address, 1);
         } catch (IOException e) {
             if (replicated != null) {
@@ -251,18 +257,30 @@ public final class BackupServer implements AutoCloseable {
                     }
                     return;
                 }
-                // One primary per VM: a second connection while a session runs is an error (or an
-                // attack); dropping it keeps the committed state of the running one intact.
-                if (!sessionActive.compareAndSet(false, true)) {
-                    log.warn("vm={} event=connection-refused peer={} reason=session-active", vm.name(), s.getRemoteSocketAddress());
-                    Closeables.closeQuietly(log, s);
-                    continue;
-                }
-                current = s;
-                Thread t = new Thread(() -> runSession(s), "colo-backup-" + vm.name());
+                // The TLS handshake runs before the peer may claim the session, on a thread of its
+                // own: a peer without a certificate never holds the VM's one session slot.
+                Thread t = new Thread(() -> admit(s), "colo-backup-" + vm.name());
                 t.setDaemon(true);
                 t.start();
             }
+        }
+
+        private void admit(Socket plain) {
+            Socket s;
+            try {
+                s = tls.server(plain, "replication of VM " + vm.name());
+            } catch (IOException e) {
+                return;   // logged by PeerTls; nothing of the store was touched
+            }
+            // One primary per VM: a second connection while a session runs is an error (or an
+            // attack); dropping it keeps the committed state of the running one intact.
+            if (!sessionActive.compareAndSet(false, true)) {
+                log.warn("vm={} event=connection-refused peer={} reason=session-active", vm.name(), s.getRemoteSocketAddress());
+                Closeables.closeQuietly(log, s);
+                return;
+            }
+            current = s;
+            runSession(s);
         }
 
         private void runSession(Socket s) {

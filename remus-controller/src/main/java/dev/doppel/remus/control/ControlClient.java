@@ -35,10 +35,17 @@ public final class ControlClient {
     /** Sends {@code request}; returns the backup's ready reply or throws with its reason. */
     public static ProtectReply requestProtection(InetSocketAddress control, ProtectRequest request, Duration timeout)
             throws IOException {
+        return requestProtection(control, request, timeout, dev.doppel.tls.PeerTls.INSECURE);
+    }
+
+    /** Sends {@code request} over {@code tls}; returns the backup's ready reply or throws with its reason. */
+    public static ProtectReply requestProtection(InetSocketAddress control, ProtectRequest request, Duration timeout,
+                                                 dev.doppel.tls.PeerTls tls) throws IOException {
         String vm = request.vm();
-        try (Socket s = new Socket()) {
-            s.connect(control, (int) timeout.toMillis());
-            s.setSoTimeout((int) timeout.toMillis());
+        Socket plain = new Socket();
+        plain.connect(control, (int) timeout.toMillis());
+        plain.setSoTimeout((int) timeout.toMillis());
+        try (Socket s = tls.client(plain, "control channel")) {
             OutputStream out = s.getOutputStream();
             out.write((MAPPER.writeValueAsString(request) + "\n").getBytes(StandardCharsets.UTF_8));
             out.flush();

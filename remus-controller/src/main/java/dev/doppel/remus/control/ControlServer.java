@@ -1,6 +1,7 @@
 package dev.doppel.remus.control;
 
 import dev.doppel.hostnet.HostSockets;
+import dev.doppel.tls.PeerTls;
 import java.io.BufferedReader;
 import java.io.IOException;
 import java.io.InputStreamReader;
@@ -22,6 +23,7 @@ public final class ControlServer implements AutoCloseable {
     private static final Logger log = LoggerFactory.getLogger(ControlServer.class);
 
     private final ServerSocket server;
+    private final PeerTls tls;
     private static final com.fasterxml.jackson.databind.ObjectMapper MAPPER = new com.fasterxml.jackson.databind.ObjectMapper();
 
     private final Map<String, Consumer<ControlMessage>> handlers = new ConcurrentHashMap<>();
@@ -29,11 +31,15 @@ public final class ControlServer implements AutoCloseable {
             r -> ProtectReply.error(r.vm(), "this backup service does not accept new VMs");
 
     public ControlServer(InetSocketAddress address) throws IOException {
-        this(address, HostSockets.LOCAL);
+        this(address, HostSockets.LOCAL, PeerTls.INSECURE);
     }
 
-    /** A control server listening on {@code host}'s network. */
-    public ControlServer(InetSocketAddress address, HostSockets host) throws IOException {
+    /**
+     * A control server listening on {@code host}'s network; a peer must pass {@code tls} (present a
+     * certificate of the installation's CA) before one line of it is read.
+     */
+    public ControlServer(InetSocketAddress address, HostSockets host, PeerTls tls) throws IOException {
+        this.tls = tls;
         server = host.listen(address, 50);
         Thread t = new Thread(this::acceptLoop, "control-accept");
         t.setDaemon(true);
@@ -73,7 +79,13 @@ public final class ControlServer implements AutoCloseable {
         }
     }
 
-    private void serve(Socket s) {
+    private void serve(Socket plain) {
+        Socket s;
+        try {
+            s = tls.server(plain, "control channel");
+        } catch (IOException e) {
+            return;   // logged by PeerTls: a peer without a valid certificate changes nothing
+        }
         try (s; BufferedReader in = new BufferedReader(new InputStreamReader(s.getInputStream(), StandardCharsets.UTF_8))) {
             String line;
             while ((line = readBoundedLine(in)) != null) {

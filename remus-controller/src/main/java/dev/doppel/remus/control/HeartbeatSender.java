@@ -31,19 +31,21 @@ public final class HeartbeatSender implements AutoCloseable {
     private final BooleanSupplier primaryAlive;
     private final LongSupplier epoch;
     private final HostSockets host;
+    private final dev.doppel.tls.PeerTls tls;
     private final ScheduledExecutorService timer;
     private Socket socket;
     private OutputStream out;
     private boolean downSent;
 
     public HeartbeatSender(String vm, InetSocketAddress backup, Duration period, BooleanSupplier primaryAlive, LongSupplier epoch) {
-        this(vm, backup, period, primaryAlive, epoch, HostSockets.LOCAL);
+        this(vm, backup, period, primaryAlive, epoch, HostSockets.LOCAL, dev.doppel.tls.PeerTls.INSECURE);
     }
 
     /** A sender whose connection leaves through {@code host}'s network (it dies with that host's link). */
     public HeartbeatSender(String vm, InetSocketAddress backup, Duration period, BooleanSupplier primaryAlive, LongSupplier epoch,
-                           HostSockets host) {
+                           HostSockets host, dev.doppel.tls.PeerTls tls) {
         this.host = host;
+        this.tls = tls;
         this.vm = vm;
         this.backup = backup;
         this.primaryAlive = primaryAlive;
@@ -84,7 +86,7 @@ public final class HeartbeatSender implements AutoCloseable {
         for (int attempt = 0; attempt < 2; attempt++) {
             try {
                 if (out == null) {
-                    socket = host.connect(backup, Duration.ofMillis(500));
+                    socket = tls.client(host.connect(backup, Duration.ofMillis(500)), "control channel");
                     socket.setTcpNoDelay(true);
                     out = socket.getOutputStream();
                 }

@@ -29,14 +29,17 @@ final class NbdConnection implements Runnable, Closeable {
 
     private final String exportName;
     private final EpochDisk disk;
-    private final Socket socket;
+    private final dev.doppel.tls.PeerTls tls;
+    private Socket socket;
     private final SocketAddress peer;
+    private boolean tlsDone;
     private DataInputStream in;
     private DataOutputStream out;
     private boolean structuredReplies;
     private volatile boolean closed;
 
-    NbdConnection(String exportName, EpochDisk disk, Socket socket) {
+    NbdConnection(String exportName, EpochDisk disk, Socket socket, dev.doppel.tls.PeerTls tls) {
+        this.tls = tls;
         this.exportName = exportName;
         this.disk = disk;
         this.socket = socket;
@@ -104,7 +107,29 @@ final class NbdConnection implements Runnable, Closeable {
             }
             byte[] data = new byte[(int) length];
             in.readFully(data);
+            // Forced TLS (the NBD spec's FORCEDTLS): before STARTTLS only STARTTLS and ABORT are served;
+            // an unauthenticated client never sees the export's name or size, let alone its data.
+            if (tls.secure() && !tlsDone && option != OPT_STARTTLS && option != OPT_ABORT) {
+                if (option == OPT_EXPORT_NAME) {
+                    throw violation("option", "EXPORT_NAME before STARTTLS (this export requires TLS)");
+                }
+                optionError(option, REP_ERR_TLS_REQD, "export '" + exportName + "' requires TLS (NBD_OPT_STARTTLS)");
+                continue;
+            }
             switch (option) {
+                case OPT_STARTTLS -> {
+                    if (!tls.secure() || tlsDone || length != 0) {
+                        optionError(option, tlsDone || length != 0 ? REP_ERR_INVALID : REP_ERR_UNSUP,
+                                tls.secure() ? "STARTTLS twice or with data" : "this export has no TLS");
+                    } else {
+                        optionReply(option, REP_ACK, new byte[0]);
+                        // The client sends its ClientHello only after this ACK, so nothing is buffered yet.
+                        socket = tls.server(socket, "NBD export " + exportName);
+                        in = new DataInputStream(new BufferedInputStream(socket.getInputStream(), 64 * 1024));
+                        out = new DataOutputStream(new BufferedOutputStream(socket.getOutputStream(), 64 * 1024));
+                        tlsDone = true;
+                    }
+                }
                 case OPT_EXPORT_NAME -> {
                     String name = new String(data, StandardCharsets.UTF_8);
                     if (!isOurExport(name)) {
@@ -141,8 +166,8 @@ final class NbdConnection implements Runnable, Closeable {
                 }
                 case OPT_INFO, OPT_GO -> {
                     if (infoOrGo(option, data) && option == OPT_GO) {
-                        log.info("NBD export '{}': client {} attached (GO, structured replies {})",
-                                exportName, peer, structuredReplies);
+                        log.info("NBD export '{}': client {} attached (GO, structured replies {}, {})",
+                                exportName, peer, structuredReplies, tlsDone ? "TLS" : "plain TCP");
                         return true;
                     }
                 }

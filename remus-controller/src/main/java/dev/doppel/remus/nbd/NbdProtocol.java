@@ -38,6 +38,8 @@ public final class NbdProtocol {
     public static final int REP_ERR_UNSUP = REP_FLAG_ERROR | 1;
     public static final int REP_ERR_INVALID = REP_FLAG_ERROR | 3;
     public static final int REP_ERR_UNKNOWN = REP_FLAG_ERROR | 6;
+    /** NBD_REP_ERR_TLS_REQD: the server requires STARTTLS before this option. */
+    public static final int REP_ERR_TLS_REQD = REP_FLAG_ERROR | 5;
 
     // NBD_REP_INFO types
     public static final int INFO_EXPORT = 0;

@@ -31,12 +31,14 @@ public final class NbdServer implements Closeable {
     private final EpochDisk disk;
     private final ServerSocket serverSocket;
     private final Thread acceptThread;
+    private final dev.doppel.tls.PeerTls tls;
     private final Set<NbdConnection> connections = ConcurrentHashMap.newKeySet();
     private final AtomicLong accepted = new AtomicLong();
     private final AtomicLong ended = new AtomicLong();
     private volatile boolean closed;
 
-    private NbdServer(String exportName, EpochDisk disk, ServerSocket serverSocket) {
+    private NbdServer(String exportName, EpochDisk disk, ServerSocket serverSocket, dev.doppel.tls.PeerTls tls) {
+        this.tls = tls;
         this.exportName = exportName;
         this.disk = disk;
         this.serverSocket = serverSocket;
@@ -51,19 +53,22 @@ public final class NbdServer implements Closeable {
      */
     public static NbdServer start(String exportName, EpochDisk disk, InetSocketAddress address)
             throws IOException {
-        return start(exportName, disk, address, HostSockets.LOCAL);
+        return start(exportName, disk, address, HostSockets.LOCAL, dev.doppel.tls.PeerTls.INSECURE);
     }
 
-    /** As {@link #start(String, EpochDisk, InetSocketAddress)}, listening on {@code host}'s network. */
-    public static NbdServer start(String exportName, EpochDisk disk, InetSocketAddress address, HostSockets host)
-            throws IOException {
+    /**
+     * As {@link #start(String, EpochDisk, InetSocketAddress)}, listening on {@code host}'s network; a
+     * secure {@code tls} makes the export require NBD_OPT_STARTTLS and a client certificate.
+     */
+    public static NbdServer start(String exportName, EpochDisk disk, InetSocketAddress address, HostSockets host,
+                                  dev.doppel.tls.PeerTls tls) throws IOException {
         ServerSocket ss;
         try {
             ss = host.listen(address, 50);
         } catch (IOException e) {
             throw new IOException("NBD export '" + exportName + "': cannot listen on " + address + " (" + host + ")", e);
         }
-        NbdServer server = new NbdServer(exportName, disk, ss);
+        NbdServer server = new NbdServer(exportName, disk, ss, tls);
         server.acceptThread.start();
         log.info("NBD export '{}' ({} bytes, {}) listening on {}", exportName, disk.size(), disk.image(),
                 ss.getLocalSocketAddress());
@@ -110,7 +115,7 @@ public final class NbdServer implements Closeable {
                 log.warn("NBD export '{}': accept failed: {}", exportName, e.toString());
                 continue;
             }
-            NbdConnection c = new NbdConnection(exportName, disk, s);
+            NbdConnection c = new NbdConnection(exportName, disk, s, tls);
             connections.add(c);
             accepted.incrementAndGet();
             Thread t = new Thread(() -> {

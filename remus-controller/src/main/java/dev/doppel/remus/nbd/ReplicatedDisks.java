@@ -64,7 +64,7 @@ public final class ReplicatedDisks implements DiskEpochs, AutoCloseable {
      * initial state is committed.
      */
     public static ReplicatedDisks create(String vm, Path directory, List<Request> requests, InetAddress bindAddress,
-                                         HostSockets host) throws IOException {
+                                         HostSockets host, dev.doppel.tls.PeerTls tls) throws IOException {
         Files.createDirectories(directory);
         List<Disk> disks = new ArrayList<>();
         try {
@@ -76,7 +76,7 @@ public final class ReplicatedDisks implements DiskEpochs, AutoCloseable {
                 }
                 EpochDisk d = EpochDisk.openRaw(image, true);
                 try {
-                    NbdServer s = NbdServer.start(r.node(), d, new InetSocketAddress(bindAddress, 0), host);
+                    NbdServer s = NbdServer.start(r.node(), d, new InetSocketAddress(bindAddress, 0), host, tls);
                     disks.add(new Disk(r.node(), image, d, s));
                 } catch (IOException | RuntimeException e) {
                     d.close();

@@ -1,6 +1,7 @@
 package dev.doppel.remus.primary;
 
 import dev.doppel.hostnet.HostSockets;
+import dev.doppel.tls.PeerTls;
 import dev.doppel.remus.colo.ColoMessage;
 import dev.doppel.vm.Closeables;
 import java.io.DataInputStream;
@@ -42,6 +43,7 @@ public final class CheckpointRelay implements AutoCloseable {
     private final ServerSocketChannel server;
     private final InetSocketAddress backup;
     private final HostSockets host;
+    private final PeerTls tls;
     private final Runnable onCommitted;
     private final Thread acceptor;
     private volatile SocketChannel fromQemu;
@@ -51,7 +53,8 @@ public final class CheckpointRelay implements AutoCloseable {
     private volatile long releaseNanosTotal;
 
     private CheckpointRelay(String vm, Path socketPath, ServerSocketChannel server, InetSocketAddress backup,
-                            HostSockets host, Runnable onCommitted) {
+                            HostSockets host, PeerTls tls, Runnable onCommitted) {
+        this.tls = tls;
         this.vm = vm;
         this.socketPath = socketPath;
         this.server = server;
@@ -66,7 +69,7 @@ public final class CheckpointRelay implements AutoCloseable {
      * Listens on {@code socketPath} for QEMU's one migration connection; relays it to {@code backup}
      * through {@code host}'s network and runs {@code onCommitted} at each commit message.
      */
-    public static CheckpointRelay start(String vm, Path socketPath, InetSocketAddress backup, HostSockets host,
+    public static CheckpointRelay start(String vm, Path socketPath, InetSocketAddress backup, HostSockets host, PeerTls tls,
                                         Runnable onCommitted) throws IOException {
         Files.deleteIfExists(socketPath);
         ServerSocketChannel server = ServerSocketChannel.open(StandardProtocolFamily.UNIX);
@@ -76,7 +79,7 @@ public final class CheckpointRelay implements AutoCloseable {
             server.close();
             throw e;
         }
-        CheckpointRelay r = new CheckpointRelay(vm, socketPath, server, backup, host, onCommitted);
+        CheckpointRelay r = new CheckpointRelay(vm, socketPath, server, backup, host, tls, onCommitted);
         r.acceptor.start();
         return r;
     }
@@ -104,8 +107,9 @@ public final class CheckpointRelay implements AutoCloseable {
             server.close();   // one migration per relay
             Socket b;
             try {
-                b = host.connect(backup, CONNECT_TIMEOUT);
-                b.setTcpNoDelay(true);
+                Socket plain = host.connect(backup, CONNECT_TIMEOUT);
+                plain.setTcpNoDelay(true);
+                b = tls.client(plain, "replication of VM " + vm);
             } catch (IOException e) {
                 log.error("vm={} event=relay-connect-failed backup={} cause=\"{}\"", vm, backup, e.getMessage());
                 close();

@@ -46,11 +46,16 @@ public final class DiskReplication implements AutoCloseable {
     private final Consumer<QmpEvent> listener = this::onEvent;
     private volatile Consumer<String> onFailure = why -> { };
     private volatile boolean stopping;
+    /** The QEMU object holding the TLS credentials of the NBD connections, or null (plain TCP). */
+    private String tlsObject;
 
     private DiskReplication(String vm, QmpClient qmp) {
         this.vm = vm;
         this.qmp = qmp;
     }
+
+    /** The id of the credentials object in QEMU (one per protection attempt). */
+    static final String TLS_OBJECT = "doppel-repl-tls";
 
     static String targetNode(String disk) {
         return "doppel-repl-" + disk;
@@ -82,10 +87,17 @@ public final class DiskReplication implements AutoCloseable {
      * full copy and every later write is synchronous), reporting progress about once a second.
      */
     public static DiskReplication start(String vm, QmpClient qmp, Map<String, InetSocketAddress> exports,
-                                        Duration timeout, Consumer<String> progress) {
+                                        Duration timeout, dev.doppel.tls.PeerTls tls, Consumer<String> progress) {
         DiskReplication r = new DiskReplication(vm, qmp);
         qmp.addEventListener(r.listener);
         try (EventSubscription ready = qmp.subscribe("BLOCK_JOB_READY", "BLOCK_JOB_COMPLETED", "BLOCK_JOB_CANCELLED")) {
+            if (tls.secure()) {
+                // QEMU's NBD client does the TLS itself (GnuTLS) from the host's PEM files: the same
+                // certificate as the Java links, and the export's address checked against the backup's.
+                qmp.execute("object-add", Map.of("qom-type", "tls-creds-x509", "id", TLS_OBJECT, "endpoint", "client",
+                        "dir", tls.directory().toString(), "verify-peer", true), QMP_TIMEOUT);
+                r.tlsObject = TLS_OBJECT;
+            }
             for (var e : exports.entrySet()) {
                 r.attach(e.getKey(), e.getValue());
             }
@@ -100,9 +112,13 @@ public final class DiskReplication implements AutoCloseable {
 
     private void attach(String disk, InetSocketAddress export) {
         String target = targetNode(disk);
-        qmp.execute("blockdev-add", Map.of("driver", "nbd", "node-name", target,
+        Map<String, Object> node = new LinkedHashMap<>(Map.of("driver", "nbd", "node-name", target,
                 "server", Map.of("type", "inet", "host", export.getHostString(), "port", Integer.toString(export.getPort())),
-                "export", disk, "reconnect-delay", 0), QMP_TIMEOUT);
+                "export", disk, "reconnect-delay", 0));
+        if (tlsObject != null) {
+            node.put("tls-creds", tlsObject);
+        }
+        qmp.execute("blockdev-add", node, QMP_TIMEOUT);
         disks.add(disk);
         qmp.execute("blockdev-mirror", Map.of("job-id", jobId(disk), "device", disk, "target", target,
                 "sync", "full", "copy-mode", "write-blocking", "auto-dismiss", true), QMP_TIMEOUT);
@@ -202,5 +218,13 @@ public final class DiskReplication implements AutoCloseable {
             }
         }
         disks.clear();
+        if (tlsObject != null) {
+            try {
+                qmp.execute("object-del", Map.of("id", tlsObject), QMP_TIMEOUT);
+            } catch (QmpException e) {
+                log.warn("vm={} event=disk-replication-cleanup-failed object={} cause=\"{}\"", vm, tlsObject, e.getMessage());
+            }
+            tlsObject = null;
+        }
     }
 }

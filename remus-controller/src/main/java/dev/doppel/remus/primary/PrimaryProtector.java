@@ -150,7 +150,8 @@ public final class PrimaryProtector implements AutoCloseable {
             state = ProtectionState.PROTECTED;
             if (control != null && heartbeat == null) {
                 Duration period = Duration.ofMillis(Math.max(20, Math.min(100, options.interval().toMillis())));
-                heartbeat = new HeartbeatSender(vm, control, period, qmp::isConnected, () -> stats.checkpoints(), scope.host());
+                heartbeat = new HeartbeatSender(vm, control, period, qmp::isConnected, () -> stats.checkpoints(), scope.host(),
+                        scope.tls());
             }
             long periodMs = Math.max(5, options.interval().toMillis() / 2);
             watchdog = timer.scheduleAtFixedRate(this::checkPause, periodMs, periodMs, TimeUnit.MILLISECONDS);
@@ -193,13 +194,16 @@ public final class PrimaryProtector implements AutoCloseable {
                     throw new ProtectionException(vm, 0, "the backup exports disks " + target.disks().keySet()
                             + " but " + scope.disks() + " must be replicated");
                 }
-                diskReplication = DiskReplication.start(vm, qmp, target.disks(), options.initialSyncTimeout(), progress);
+                diskReplication = DiskReplication.start(vm, qmp, target.disks(), options.initialSyncTimeout(), scope.tls(), progress);
                 diskReplication.onFailure(why -> timer.execute(() -> lost(why)));
             }
-            if (scope.holdsOutput()) {
-                outputHold = OutputHold.start(vm, qmp, scope.netdevs());
-                relay = CheckpointRelay.start(vm, scope.runDir().resolve("colo-relay.sock"), backup, scope.host(),
-                        outputHold::release);
+            // The stream goes through the relay when output is held (it releases at each commit) and
+            // whenever the link is TLS: QEMU's stream is plain, the relay is the TLS end.
+            if (scope.holdsOutput() || scope.tls().secure()) {
+                OutputHold hold = scope.holdsOutput() ? OutputHold.start(vm, qmp, scope.netdevs()) : null;
+                outputHold = hold;
+                relay = CheckpointRelay.start(vm, scope.runDir().resolve("colo-relay.sock"), backup, scope.host(), scope.tls(),
+                        hold == null ? () -> { } : hold::release);
                 uri = relay.migrationUri();
             }
         } catch (java.io.IOException e) {

@@ -87,9 +87,11 @@ public final class BackupService implements AutoCloseable {
     /**
      * @param coordinator the ensemble's connect string, or null to use the one each primary names
      * @param holder      this backup host's name in ownership records
+     * @param tls         what a primary must present on the control and replication ports
      */
     public BackupService(VmLauncher launcher, InetSocketAddress listen, Path storeRoot, Duration detection,
-                         NicSpec.Netdev nicBackend, String coordinator, String holder, Consumer<String> events) throws IOException {
+                         NicSpec.Netdev nicBackend, String coordinator, String holder, dev.doppel.tls.PeerTls tls,
+                         Consumer<String> events) throws IOException {
         this.coordinator = coordinator;
         this.holder = holder;
         this.launcher = launcher;
@@ -98,10 +100,10 @@ public final class BackupService implements AutoCloseable {
         this.nicBackend = nicBackend;
         this.events = events;
         Files.createDirectories(storeRoot);
-        this.backups = new BackupServer(storeRoot);
-        this.control = new ControlServer(listen);
+        this.backups = new BackupServer(storeRoot, HostSockets.LOCAL, tls);
+        this.control = new ControlServer(listen, HostSockets.LOCAL, tls);
         control.onProtectRequest(this::protect);
-        events.accept("backup service listening on " + listen.getHostString() + ":" + control.port() + " (control)");
+        events.accept("backup service listening on " + listen.getHostString() + ":" + control.port() + " (control), " + tls);
     }
 
     public int controlPort() {

@@ -16,6 +16,8 @@ import dev.doppel.remus.primary.PrimaryProtector;
 import dev.doppel.remus.primary.ProtectionOptions;
 import dev.doppel.remus.primary.ProtectionScope;
 import dev.doppel.remus.primary.ProtectionTarget;
+import dev.doppel.tls.PeerTls;
+import dev.doppel.tls.Pki;
 import dev.doppel.vm.Closeables;
 import dev.doppel.vm.GuestImage;
 import dev.doppel.vm.MemoryBackend;
@@ -128,6 +130,21 @@ public final class ProtectedKvService implements AutoCloseable {
         }
     }
 
+    /**
+     * The host's TLS identity: the testbed has a CA of its own (made on first use) and a certificate per
+     * host, so the control channel and the replication stream run over mutual TLS as in production.
+     */
+    private PeerTls tls(RemusTestbed.Host h) throws IOException {
+        Path pki = work.resolve("pki");
+        if (!Files.exists(pki.resolve("ca"))) {
+            Pki.init(pki, "testbed " + bed.toString());
+        }
+        if (!Files.exists(pki.resolve(h.ip()))) {
+            Pki.issue(pki, h.ip());
+        }
+        return PeerTls.load(pki.resolve(h.ip()));
+    }
+
     /** The primary host's holder name in the ownership record. */
     public String primaryHolder() {
         return "primary@" + bed.primary().ip();
@@ -143,8 +160,8 @@ public final class ProtectedKvService implements AutoCloseable {
         RemusTestbed.Host b = bed.backup();
         startCoordination();
         if (backupServer == null) {
-            backupServer = new BackupServer(work.resolve("backup-store"), b.sockets());
-            control = new ControlServer(new InetSocketAddress(b.ip(), 0), b.sockets());
+            backupServer = new BackupServer(work.resolve("backup-store"), b.sockets(), tls(b));
+            control = new ControlServer(new InetSocketAddress(b.ip(), 0), b.sockets(), tls(b));
         }
         if (endpoint != null) {
             control.unregister(name);
@@ -183,7 +200,7 @@ public final class ProtectedKvService implements AutoCloseable {
     }
 
     /** Protects the primary; returns once the first checkpoint is committed. */
-    public void protect(ProtectionOptions options) throws FencingException {
+    public void protect(ProtectionOptions options) throws FencingException, IOException {
         RemusTestbed.Host b = bed.backup();
         if (primaryFencing == null) {
             primaryFencing = PrimaryFencing.claim(primaryCoordination, name, primaryHolder(),
@@ -193,7 +210,8 @@ public final class ProtectedKvService implements AutoCloseable {
                 () -> new ProtectionTarget(new InetSocketAddress(b.ip(), endpoint.port()), guard.storeId(),
                         Map.of(DISK, new InetSocketAddress(b.ip(), endpoint.disks().ports().get(DISK)))),
                 new InetSocketAddress(b.ip(), control.port()), options,
-                new ProtectionScope(List.of(NETDEV), List.of(DISK), bed.primary().sockets(), primary.runDir().path()),
+                new ProtectionScope(List.of(NETDEV), List.of(DISK), bed.primary().sockets(), primary.runDir().path(),
+                        tls(bed.primary())),
                 primaryFencing, line -> log.info("vm={} progress: {}", name, line));
         protector.protect();
     }

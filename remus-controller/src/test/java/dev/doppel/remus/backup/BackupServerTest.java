@@ -14,6 +14,7 @@ import java.io.InputStream;
 import java.net.InetAddress;
 import java.net.InetSocketAddress;
 import java.net.Socket;
+import java.nio.file.Path;
 import java.time.Duration;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.TimeUnit;
@@ -58,6 +59,45 @@ class BackupServerTest {
             // Each protection gets its own store generation under the VM's directory.
             assertTrue(a.store().directory().endsWith(java.nio.file.Path.of("vm-a", "1"))
                     && b.store().directory().endsWith(java.nio.file.Path.of("vm-b", "1")), a.store().directory().toString());
+        }
+    }
+
+    /**
+     * A replication port with mutual TLS: a peer without a certificate sends the whole recorded stream
+     * in plain text and is disconnected without a byte reaching the session (the store holds no epoch,
+     * and the slot stays free); the real primary over TLS then commits every recorded epoch.
+     */
+    @Test
+    void withTlsAPlainPeerChangesNothingAndTheRealPrimaryCommits(@org.junit.jupiter.api.io.TempDir Path tmp) throws Exception {
+        byte[] p2b = RecordedStreams.load(RecordedStreams.COLO_P2B);
+        byte[] b2p = RecordedStreams.load(RecordedStreams.COLO_B2P);
+        dev.doppel.tls.Pki.init(tmp.resolve("pki"), "ours");
+        dev.doppel.tls.PeerTls backupTls = dev.doppel.tls.PeerTls.load(dev.doppel.tls.Pki.issue(tmp.resolve("pki"), "127.0.0.1"));
+        dev.doppel.tls.PeerTls primaryTls = dev.doppel.tls.PeerTls.load(dev.doppel.tls.Pki.issue(tmp.resolve("pki"), "primary"));
+        try (BackupServer server = new BackupServer(stores.newDir(), dev.doppel.hostnet.HostSockets.LOCAL, backupTls)) {
+            BackupServer.Endpoint ep = server.listen(ProtectedVm.named("vm-tls"),
+                    new InetSocketAddress(InetAddress.getLoopbackAddress(), 0), EpochListener.NONE);
+            try (Socket rogue = new Socket(InetAddress.getLoopbackAddress(), ep.port())) {
+                rogue.setSoTimeout(15_000);
+                CompletableFuture.runAsync(() -> {
+                    try {
+                        rogue.getOutputStream().write(p2b);
+                    } catch (java.io.IOException expected) {
+                        // disconnected
+                    }
+                });
+                byte[] answer = rogue.getInputStream().readAllBytes();   // until the server disconnects
+                assertTrue(answer.length == 0 || answer[0] == 0x15, "the plain peer gets at most a TLS alert (no COLO answer)");
+            }
+            assertEquals(-1, ep.store().committedEpoch(), "nothing of the plain peer's stream was committed");
+            assertTrue(!ep.sessionActive(), "the plain peer never held the session");
+            Socket plain = new Socket(InetAddress.getLoopbackAddress(), ep.port());
+            plain.setSoTimeout(10_000);
+            try (Socket s = primaryTls.client(plain, "test primary")) {
+                assertArrayEquals(b2p, primary(s, p2b, b2p.length).get(30, TimeUnit.SECONDS));
+            }
+            awaitTrue(() -> !ep.sessionActive());
+            assertEquals(3, ep.store().committedEpoch());
         }
     }
 

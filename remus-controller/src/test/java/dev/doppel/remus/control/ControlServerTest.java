@@ -101,4 +101,48 @@ class ControlServerTest {
         assertThrows(IOException.class, () -> ControlMessage.parse("{not json"));
         assertThrows(IOException.class, () -> ControlMessage.parse("x".repeat(ControlMessage.MAX_LINE + 1)));
     }
+
+    /**
+     * The one-line attack of the fencing issue against a control port with mutual TLS: a plain
+     * "primary-down" and one from a host with another CA's certificate both fail the handshake and
+     * reach no VM; a heartbeat from a host of the installation's CA does.
+     */
+    @Test
+    void withTlsOnlyPeersOfTheInstallationsCaReachAVm(@org.junit.jupiter.api.io.TempDir java.nio.file.Path tmp) throws Exception {
+        dev.doppel.tls.Pki.init(tmp.resolve("pki"), "ours");
+        dev.doppel.tls.Pki.init(tmp.resolve("theirs"), "theirs");
+        dev.doppel.tls.PeerTls backupTls = dev.doppel.tls.PeerTls.load(dev.doppel.tls.Pki.issue(tmp.resolve("pki"), "127.0.0.1"));
+        dev.doppel.tls.PeerTls primaryTls = dev.doppel.tls.PeerTls.load(dev.doppel.tls.Pki.issue(tmp.resolve("pki"), "primary"));
+        dev.doppel.tls.PeerTls rogueTls = dev.doppel.tls.PeerTls.load(dev.doppel.tls.Pki.issue(tmp.resolve("theirs"), "primary"));
+        try (ControlServer server = new ControlServer(new InetSocketAddress("127.0.0.1", 0), dev.doppel.hostnet.HostSockets.LOCAL,
+                backupTls)) {
+            LinkedBlockingQueue<ControlMessage> q = new LinkedBlockingQueue<>();
+            server.register("vm", q::add);
+            InetSocketAddress addr = new InetSocketAddress("127.0.0.1", server.port());
+            String down = new ControlMessage("vm", ControlMessage.PRIMARY_DOWN, 1, "rogue").toLine();
+            try (Socket plain = new Socket()) {
+                plain.connect(addr);
+                plain.getOutputStream().write(down.getBytes(StandardCharsets.UTF_8));
+                plain.getOutputStream().flush();
+                plain.setSoTimeout(15_000);
+                byte[] answer = plain.getInputStream().readAllBytes();   // until the server disconnects
+                assertTrue(answer.length == 0 || answer[0] == 0x15, "a plain peer gets at most a TLS alert, then EOF");
+            }
+            Socket toRogue = new Socket();
+            toRogue.connect(addr);
+            assertThrows(java.io.IOException.class, () -> {
+                try (Socket s = rogueTls.client(toRogue, "rogue")) {
+                    s.getOutputStream().write(down.getBytes(StandardCharsets.UTF_8));
+                    s.getOutputStream().flush();
+                    s.getInputStream().read();
+                }
+            });
+            assertEquals(null, q.poll(300, TimeUnit.MILLISECONDS), "a rogue line reached the VM's guard");
+            try (HeartbeatSender hb = new HeartbeatSender("vm", addr, Duration.ofMillis(20), () -> true, () -> 5,
+                    dev.doppel.hostnet.HostSockets.LOCAL, primaryTls)) {
+                ControlMessage m = q.poll(10, TimeUnit.SECONDS);
+                assertEquals(ControlMessage.HEARTBEAT, m.type());
+            }
+        }
+    }
 }

@@ -36,6 +36,8 @@ import org.junit.jupiter.api.io.TempDir;
  * session (QEMU 10.0.2 primary → Doppel backup): the stream reaches a real backup session byte for
  * byte (it commits every recorded epoch), its answers come back unchanged, and every commit
  * message (CHECKPOINT_READY, VMSTATE_LOADED) reaches "QEMU" only after the output was released.
+ * The first test runs the relay → backup link over mutual TLS, as production does (the end of the
+ * stream is a TLS half-close there).
  */
 class CheckpointRelayTest {
     @TempDir Path tmp;
@@ -46,9 +48,13 @@ class CheckpointRelayTest {
         RecordedSession rec = RecordedSession.coloPrimaryToBackup();
         BackupStore store = stores.fresh("relay-vm");
         CompletableFuture<Throwable> backupDone = new CompletableFuture<>();
+        Path pki = tmp.resolve("pki");
+        dev.doppel.tls.Pki.init(pki, "relay test CA");
+        dev.doppel.tls.PeerTls backupTls = dev.doppel.tls.PeerTls.load(dev.doppel.tls.Pki.issue(pki, "backup"));
+        dev.doppel.tls.PeerTls primaryTls = dev.doppel.tls.PeerTls.load(dev.doppel.tls.Pki.issue(pki, "primary"));
         try (ServerSocket backup = new ServerSocket(0, 1, java.net.InetAddress.getLoopbackAddress())) {
             Thread b = new Thread(() -> {
-                try (Socket s = backup.accept()) {
+                try (Socket s = backupTls.server(backup.accept(), "test replication")) {
                     new ColoSecondarySession(ProtectedVm.named("relay-vm").withMachine("pc-i440fx-10.0", 128L << 20), store,
                             EpochListener.NONE).run(s);
                     backupDone.complete(null);
@@ -59,7 +65,7 @@ class CheckpointRelayTest {
             b.start();
             AtomicInteger released = new AtomicInteger();
             try (CheckpointRelay relay = CheckpointRelay.start("relay-vm", tmp.resolve("relay.sock"),
-                    new InetSocketAddress(backup.getInetAddress(), backup.getLocalPort()), HostSockets.LOCAL,
+                    new InetSocketAddress(backup.getInetAddress(), backup.getLocalPort()), HostSockets.LOCAL, primaryTls,
                     released::incrementAndGet);
                  SocketChannel qemu = SocketChannel.open(StandardProtocolFamily.UNIX)) {
                 qemu.connect(UnixDomainSocketAddress.of(tmp.resolve("relay.sock")));
@@ -137,7 +143,8 @@ class CheckpointRelayTest {
                 }
             };
             try (CheckpointRelay relay = CheckpointRelay.start("relay-fail", tmp.resolve("relay-fail.sock"),
-                    new InetSocketAddress(backup.getInetAddress(), backup.getLocalPort()), HostSockets.LOCAL, failOnThird);
+                    new InetSocketAddress(backup.getInetAddress(), backup.getLocalPort()), HostSockets.LOCAL,
+                    dev.doppel.tls.PeerTls.INSECURE, failOnThird);
                  SocketChannel qemu = SocketChannel.open(StandardProtocolFamily.UNIX)) {
                 qemu.connect(UnixDomainSocketAddress.of(tmp.resolve("relay-fail.sock")));
                 Thread writer = new Thread(() -> {
