@@ -8,6 +8,6 @@ import picocli.CommandLine.Command;
  */
 @Command(name = "bench", description = "Benchmarks: a table, then one JSON line of figures.",
         subcommands = {QmpBench.class, ForkBench.class, RemoteForkBench.class, RemusBench.class, RemusKvBench.class, FailoverBench.class,
-                RemusCampaignBench.class})
+                RemusCampaignBench.class, HaFaultsBench.class})
 public final class BenchCommand {
 }

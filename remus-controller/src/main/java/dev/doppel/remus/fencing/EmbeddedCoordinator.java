@@ -16,7 +16,9 @@ import org.slf4j.LoggerFactory;
 /**
  * A single ZooKeeper server inside this process, for one machine and for tests: it is a single point
  * of failure (whoever loses it can neither take over nor keep a lease), so real deployments point
- * {@code --coordinator} at an ensemble of three or five servers on other hosts.
+ * {@code --coordinator} at an ensemble of three or five servers on other hosts. With {@link #member}
+ * several of these form an ensemble (tests put one in each of three network namespaces, so that a
+ * partition can cut it).
  *
  * <p>tickTime 100 ms: ZooKeeper bounds session timeouts to 2–20 ticks by default, so Doppel's
  * sub-second to few-second sessions need a short tick (the upper bound is raised to 60 s).
@@ -45,6 +47,30 @@ public final class EmbeddedCoordinator implements AutoCloseable {
         log.warn("event=embedded-coordinator connect={} note=\"single ZooKeeper server in this process: for one machine and "
                 + "tests only; use --coordinator with a 3- or 5-server ensemble on other hosts for real use\"", connect);
         return c;
+    }
+
+    /**
+     * Member {@code myId} (1-based) of an ensemble whose members are {@code members} (client address
+     * of each; quorum and election ports are the client port + 1 and + 2).
+     */
+    public static EmbeddedCoordinator member(int myId, java.util.List<InetSocketAddress> members, Path dataDir, HostSockets host)
+            throws IOException {
+        Properties p = baseConfig(dataDir);
+        InetSocketAddress me = members.get(myId - 1);
+        p.setProperty("clientPort", Integer.toString(me.getPort()));
+        p.setProperty("clientPortAddress", me.getAddress().getHostAddress());
+        p.setProperty("initLimit", "50");
+        p.setProperty("syncLimit", "10");
+        StringBuilder connect = new StringBuilder();
+        for (int i = 0; i < members.size(); i++) {
+            InetSocketAddress m = members.get(i);
+            String h = m.getAddress().getHostAddress();
+            p.setProperty("server." + (i + 1), h + ":" + (m.getPort() + 1) + ":" + (m.getPort() + 2));
+            connect.append(i == 0 ? "" : ",").append(h).append(':').append(m.getPort());
+        }
+        Files.createDirectories(dataDir);
+        Files.writeString(dataDir.resolve("myid"), myId + "\n");
+        return start(p, dataDir, connect.toString(), host);
     }
 
     private static Properties baseConfig(Path dataDir) {

@@ -29,6 +29,12 @@ public final class PrimaryFencing implements AutoCloseable {
     private final ProcessHandle qemu;
     private volatile VmLease lease;
     private volatile boolean backupNamed;
+    private volatile String namedStore;
+    /**
+     * Stores this primary went on without: they lack the epochs it ran unprotected, so none of them may
+     * ever be named again (a new protection needs a new store).
+     */
+    private final java.util.Set<String> abandoned = java.util.concurrent.ConcurrentHashMap.newKeySet();
     private volatile String fencedBecause;
 
     private PrimaryFencing(Coordinator coordinator, String vm, String holder, ProcessHandle qemu, VmLease lease) {
@@ -82,6 +88,10 @@ public final class PrimaryFencing implements AutoCloseable {
 
     /** Names {@code store} as the backup that may take the VM over; retakes a lost lease first. */
     public void protectWith(String store) throws FencingException {
+        if (abandoned.contains(store)) {
+            throw new FencingException(vm, "backup store " + store + " was left behind when the VM went on unprotected; "
+                    + "protection needs a new store");
+        }
         VmLease l = lease;
         if (!l.held()) {
             l = VmLease.acquire(coordinator, vm, holder, Duration.ZERO, null);
@@ -90,6 +100,7 @@ public final class PrimaryFencing implements AutoCloseable {
             watch(l);
         }
         backupNamed = true;
+        namedStore = store;
         try {
             l.setBackup(store);
         } catch (FencingException e) {
@@ -109,6 +120,9 @@ public final class PrimaryFencing implements AutoCloseable {
         try {
             lease.setBackup(null);
             backupNamed = false;
+            if (namedStore != null) {
+                abandoned.add(namedStore);
+            }
             return true;
         } catch (FencingException e) {
             fence("could not record that the VM runs unprotected (" + why + "): " + e.getMessage());

@@ -37,6 +37,7 @@ final class NbdConnection implements Runnable, Closeable {
     private DataOutputStream out;
     private boolean structuredReplies;
     private volatile boolean closed;
+    private volatile boolean attached;
 
     NbdConnection(String exportName, EpochDisk disk, Socket socket, dev.doppel.tls.PeerTls tls) {
         this.tls = tls;
@@ -53,6 +54,7 @@ final class NbdConnection implements Runnable, Closeable {
             in = new DataInputStream(new BufferedInputStream(socket.getInputStream(), 64 * 1024));
             out = new DataOutputStream(new BufferedOutputStream(socket.getOutputStream(), 64 * 1024));
             if (handshake()) {
+                attached = true;
                 transmission();
             }
         } catch (NbdProtocolException e) {
@@ -66,6 +68,15 @@ final class NbdConnection implements Runnable, Closeable {
         } finally {
             close();
         }
+    }
+
+    /**
+     * Whether the client finished the handshake and could write: only such a connection is a writer of
+     * the replicated disk. A peer that never got past the option haggling (no TLS, wrong export, a
+     * port scan) wrote nothing, and its coming and going must not look like a lost writer.
+     */
+    boolean attached() {
+        return attached;
     }
 
     @Override

@@ -87,8 +87,9 @@ public final class NbdServer implements Closeable {
         return disk;
     }
 
+    /** Connections whose client finished the handshake (writers of the disk) and are still open. */
     public int connectionCount() {
-        return connections.size();
+        return (int) connections.stream().filter(NbdConnection::attached).count();
     }
 
     /** Connections accepted since start. */
@@ -96,7 +97,10 @@ public final class NbdServer implements Closeable {
         return accepted.get();
     }
 
-    /** Connections that have ended since start (a writer that went away may have lost writes). */
+    /**
+     * Attached connections that have ended since start (a writer that went away may have lost writes);
+     * a peer refused during the handshake is not counted: it wrote nothing.
+     */
     public long connectionsEnded() {
         return ended.get();
     }
@@ -123,7 +127,9 @@ public final class NbdServer implements Closeable {
                     c.run();
                 } finally {
                     connections.remove(c);
-                    ended.incrementAndGet();
+                    if (c.attached()) {
+                        ended.incrementAndGet();
+                    }
                 }
             }, "nbd-conn-" + exportName + "-" + s.getRemoteSocketAddress());
             t.setDaemon(true);

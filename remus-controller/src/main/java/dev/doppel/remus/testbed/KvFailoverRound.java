@@ -43,10 +43,14 @@ public final class KvFailoverRound {
      * @param switchLearnedBackup the L2 switch learned the guest's MAC on the backup host's port
      * @param failoverEpoch    the epoch restored (-1: no failover, as when nothing was committed yet)
      * @param lateCommitsRefused checkpoints the backup refused to commit because the failover had sealed its store
+     * @param twoLiveSamples   moments (sampled every 20 ms from the fault on) at which both copies were running
+     *                         and able to let output out (see {@link LiveCopies})
+     * @param leaseMs          of the failover time, the wait for the VM's lease
+     * @param rogueAccepted    hostile peers' attempts that the backup answered with protocol bytes
      */
     public record Outcome(int acks, int ackedBeforeKill, List<String> lost, List<String> repliesAhead, List<String> notOnDisk,
                           boolean connectionSurvived, boolean switchLearnedBackup, long failoverEpoch, double failoverMs,
-                          long lateCommitsRefused) {
+                          long lateCommitsRefused, long twoLiveSamples, double leaseMs, List<String> rogueAccepted) {
     }
 
     /** How the primary is lost. */
@@ -54,7 +58,34 @@ public final class KvFailoverRound {
         /** kill -9 of the primary QEMU (its controller notices and tells the backup at once). */
         KILL,
         /** the primary host's link goes down: QEMU and its controller live on, silent (detection timeout). */
-        HOST_ISOLATED
+        HOST_ISOLATED,
+        /**
+         * the primary host loses the coordination hosts only (clients and the backup still reach it): its
+         * lease expires, it must fence itself, and the backup takes over
+         */
+        COORDINATION_CUT,
+        /**
+         * primary and backup lose each other, both still reach the coordination service and the clients:
+         * the primary goes on unprotected, the backup's store is stale, no failover
+         */
+        PARTITION,
+        /** one member of the coordination ensemble dies: nothing happens, protection goes on */
+        COORDINATOR_MEMBER_LOST,
+        /**
+         * hostile peers (no certificate, another CA's certificate) try the backup's control port, the
+         * replication port and the NBD export: nothing may change, protection goes on
+         */
+        ROGUE_PEERS,
+        /**
+         * the backup's services die (connections reset) and come back 3 s later with a new store: the
+         * primary goes on unprotected meanwhile, then protects itself again; no failover
+         */
+        BACKUP_RESTARTED;
+
+        /** Whether the backup must take the VM over after this loss (the others must leave the VM where it runs). */
+        public boolean failsOver() {
+            return this == KILL || this == HOST_ISOLATED || this == COORDINATION_CUT;
+        }
     }
 
     /** When, within the checkpoint cycle, the primary is killed. */
@@ -102,7 +133,10 @@ public final class KvFailoverRound {
     public static Outcome run(String testbedId, int net, String vmName, Path work, VmLauncher primaryLauncher,
                               VmLauncher backupLauncher, GuestImage image, ProtectionOptions options, Kill kill, Loss loss)
             throws Exception {
-        try (RemusTestbed bed = RemusTestbed.create(testbedId, net);
+        // The coordination faults run against a real three-member ensemble, one member per host.
+        int coordinators = loss == Loss.KILL || loss == Loss.HOST_ISOLATED || loss == Loss.ROGUE_PEERS
+                || loss == Loss.BACKUP_RESTARTED ? 1 : 3;
+        try (RemusTestbed bed = RemusTestbed.create(testbedId, net, coordinators);
              ProtectedKvService kv = ProtectedKvService.boot(bed, vmName, work, primaryLauncher, image);
              CpuHog hog = kill.contention() ? CpuHog.allCores() : null) {
             kv.startBackup(backupLauncher, Duration.ofMillis(500));
@@ -117,18 +151,93 @@ public final class KvFailoverRound {
                     throw new IllegalStateException("the protected KV server acknowledged no PUTs: " + client.connectionFailure());
                 }
                 Thread.sleep(kill.afterMs());
-                long killedAt = loss == Loss.KILL ? killPrimary(kv, kill, options) : isolatePrimary(bed);
-                BackupGuard.Failover f = kv.guard().failover().get(60, TimeUnit.SECONDS);
-                kv.own(f.vm());
-                return check(bed, kv, client, f, killedAt, image, vmName);
+                try (LiveCopies live = new LiveCopies(kv)) {
+                    List<String> rogue = new ArrayList<>();
+                    long faultAt = loss == Loss.ROGUE_PEERS ? System.nanoTime() : inject(loss, bed, kv, kill, options);
+                    if (loss == Loss.ROGUE_PEERS) {
+                        rogue.addAll(kv.roguePeersAttack());
+                    }
+                    if (!loss.failsOver()) {
+                        return checkNoFailover(bed, kv, client, loss, faultAt, image, vmName, live, rogue);
+                    }
+                    BackupGuard.Failover f = kv.guard().failover().get(60, TimeUnit.SECONDS);
+                    kv.own(f.vm());
+                    return check(bed, kv, client, f, faultAt, image, vmName, live);
+                }
             }
         }
     }
 
-    private static long isolatePrimary(RemusTestbed bed) {
+    /** Injects the loss; returns when (nanoTime). */
+    private static long inject(Loss loss, RemusTestbed bed, ProtectedKvService kv, Kill kill, ProtectionOptions options)
+            throws Exception {
         long t = System.nanoTime();
-        bed.isolate(bed.primary());
+        switch (loss) {
+            case KILL -> {
+                return killPrimary(kv, kill, options);
+            }
+            case HOST_ISOLATED -> bed.isolate(bed.primary());
+            case COORDINATION_CUT -> bed.coordinators().forEach(c -> bed.partition(bed.primary(), c));
+            case PARTITION -> bed.partition(bed.primary(), bed.backup());
+            case BACKUP_RESTARTED -> {
+                kv.killBackup();
+                Thread.sleep(3000);
+                kv.restartBackup();
+            }
+            case COORDINATOR_MEMBER_LOST -> {
+                if (kv.ensemble().isEmpty()) {
+                    throw new IllegalStateException("COORDINATOR_MEMBER_LOST needs a testbed with an ensemble");
+                }
+                kv.ensemble().get(0).close();
+            }
+            default -> throw new IllegalArgumentException(loss.toString());
+        }
+        log.info("vm={} fault={} injected", kv.spec().name(), loss);
         return t;
+    }
+
+    /**
+     * A loss after which the VM must go on where it is: the primary keeps serving (unprotected after a
+     * partition from its backup, still protected when a coordinator member died), the backup never
+     * restores, and every acknowledged PUT is there, read from the one running copy.
+     */
+    private static Outcome checkNoFailover(RemusTestbed bed, ProtectedKvService kv, KvClient client, Loss loss, long faultAt,
+                                           GuestImage image, String vmName, LiveCopies live, List<String> rogue) throws Exception {
+        dev.doppel.remus.primary.ProtectionState expected = loss == Loss.PARTITION
+                ? dev.doppel.remus.primary.ProtectionState.UNPROTECTED : dev.doppel.remus.primary.ProtectionState.PROTECTED;
+        long deadline = System.nanoTime() + Duration.ofSeconds(60).toNanos();
+        while (System.nanoTime() < deadline && kv.protector().state() != expected) {
+            Thread.sleep(50);
+        }
+        Thread.sleep(2000);   // PUTs go on after the fault
+        if (kv.guard().failover().isDone() && !kv.guard().failover().isCompletedExceptionally()) {
+            throw new IllegalStateException("VM '" + vmName + "': the backup restored after " + loss + ", where it must not");
+        }
+        if (!kv.primary().isAlive()) {
+            throw new IllegalStateException("VM '" + vmName + "': the primary died after " + loss);
+        }
+        // After a partition the primary keeps trying to protect itself again (every 2 s, each attempt
+        // refused at once: its backup's store is stale), so SYNCING shows for a moment between them.
+        dev.doppel.remus.primary.ProtectionState now = kv.protector().state();
+        boolean asExpected = now == expected
+                || (loss == Loss.PARTITION && now == dev.doppel.remus.primary.ProtectionState.SYNCING
+                    && kv.guard().state() == BackupGuard.State.STALE);
+        if (!asExpected) {
+            throw new IllegalStateException("VM '" + vmName + "': after " + loss + " the primary is " + now + ", expected " + expected);
+        }
+        boolean survived = client.connectionSurvives(Duration.ofSeconds(10));
+        client.stopPuts();
+        Thread.sleep(500);
+        List<KvClient.Ack> acks = client.acks();
+        KvClient.Verification v = KvClient.verify(bed.client().sockets(),
+                new InetSocketAddress(bed.guestIp(), ProtectedKvService.KV_PORT), acks, Duration.ofSeconds(30));
+        List<String> lost = new ArrayList<>(v.missing());
+        lost.addAll(v.wrong());
+        Outcome o = new Outcome(acks.size(), acks.size(), lost, List.of(), List.of(), survived, false, -1, Double.NaN,
+                kv.endpoint().lateCommitsRefused(), live.twoLive(), Double.NaN, rogue);
+        log.info("vm={} round ({}): {} PUTs acknowledged, no failover (correct), primary {}, lost {}, two live copies seen {}",
+                vmName, loss, o.acks(), kv.protector().state(), lost.size(), o.twoLiveSamples());
+        return o;
     }
 
     /** Kills the primary QEMU at the moment the mode names; returns when (nanoTime). */
@@ -206,18 +315,19 @@ public final class KvFailoverRound {
                         + (f.isCompletedExceptionally() ? "failed attempt" : "VM started from epoch " + f.join().epoch()));
             }
             log.info("vm={} kill mode=INITIAL_SYNC: nothing committed, no failover (correct)", kv.spec().name());
-            return new Outcome(0, 0, List.of(), List.of(), List.of(), false, false, -1, Double.NaN, kv.endpoint().lateCommitsRefused());
+            return new Outcome(0, 0, List.of(), List.of(), List.of(), false, false, -1, Double.NaN, kv.endpoint().lateCommitsRefused(), 0,
+                    Double.NaN, List.of());
         }
         BackupGuard.Failover done = f.get(60, TimeUnit.SECONDS);
         kv.own(done.vm());
         log.info("vm={} kill mode=INITIAL_SYNC came after the initial commit: failed over from epoch {}", kv.spec().name(), done.epoch());
         return new Outcome(0, 0, List.of(), List.of(), List.of(), false, false, done.epoch(), done.failoverMs(),
-                kv.endpoint().lateCommitsRefused());
+                kv.endpoint().lateCommitsRefused(), 0, done.leaseMs(), List.of());
     }
 
     /** Every check a client and an operator can make after the failover. */
     private static Outcome check(RemusTestbed bed, ProtectedKvService kv, KvClient client, BackupGuard.Failover f, long killedAt,
-                                 GuestImage image, String vmName) throws Exception {
+                                 GuestImage image, String vmName, LiveCopies live) throws Exception {
         // QEMU's self-announce after the incoming migration moves the MAC to the backup's port.
         boolean moved = awaitSwitchPort(bed, bed.backup().uplink());
         boolean survived = client.connectionSurvives(Duration.ofSeconds(20));
@@ -245,7 +355,7 @@ public final class KvFailoverRound {
         Outcome o = new Outcome(acks.size(), (int) acks.stream().filter(a -> a.ackedNanos() < killedAt).count(), lost,
                 outputAhead(acks, kv.commitTimes(), killedAt),
                 notOnDisk(acks, killedAt, kv.endpoint().disks().images().get(ProtectedKvService.DISK), image),
-                survived, moved, f.epoch(), f.failoverMs(), kv.endpoint().lateCommitsRefused());
+                survived, moved, f.epoch(), f.failoverMs(), kv.endpoint().lateCommitsRefused(), live.twoLive(), f.leaseMs(), List.of());
         log.info("vm={} round: {} PUTs acknowledged, failover from epoch {} in {} ms, lost {}, replies ahead {}, "
                         + "not on disk {}, connection survived {}, MAC moved {}, late commits refused {}", vmName, o.acks(),
                 o.failoverEpoch(), String.format("%.0f", o.failoverMs()), lost.size(), o.repliesAhead().size(),

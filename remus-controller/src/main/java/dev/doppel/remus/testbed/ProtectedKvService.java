@@ -68,6 +68,10 @@ public final class ProtectedKvService implements AutoCloseable {
     private BackupGuard guard;
     private PrimaryProtector protector;
     private EmbeddedCoordinator zookeeper;
+    private VmLauncher backupLauncher;
+    private Duration detection;
+    /** The ensemble's members when the testbed has several coordination hosts (else empty). */
+    private final List<EmbeddedCoordinator> ensemble = new ArrayList<>();
     private Coordinator primaryCoordination;
     private Coordinator backupCoordination;
     private PrimaryFencing primaryFencing;
@@ -119,8 +123,17 @@ public final class ProtectedKvService implements AutoCloseable {
             return;
         }
         try {
-            zookeeper = EmbeddedCoordinator.standalone(new InetSocketAddress(bed.coordinator().ip(), 2181), work.resolve("zk"),
-                    bed.coordinator().sockets());
+            List<RemusTestbed.Host> hosts = bed.coordinators();
+            if (hosts.size() == 1) {
+                zookeeper = EmbeddedCoordinator.standalone(new InetSocketAddress(bed.coordinator().ip(), 2181), work.resolve("zk"),
+                        bed.coordinator().sockets());
+            } else {
+                List<InetSocketAddress> members = hosts.stream().map(h -> new InetSocketAddress(h.ip(), 2181)).toList();
+                for (int i = 0; i < hosts.size(); i++) {
+                    ensemble.add(EmbeddedCoordinator.member(i + 1, members, work.resolve("zk" + (i + 1)), hosts.get(i).sockets()));
+                }
+                zookeeper = ensemble.get(0);
+            }
             primaryCoordination = Coordinator.connect(zookeeper.connectString(), Coordinator.DEFAULT_SESSION,
                     bed.primary().sockets(), Duration.ofSeconds(10));
             backupCoordination = Coordinator.connect(zookeeper.connectString(), Coordinator.DEFAULT_SESSION,
@@ -157,6 +170,8 @@ public final class ProtectedKvService implements AutoCloseable {
 
     /** Starts the backup host's services for the VM (a new store and export each time). */
     public void startBackup(VmLauncher backupLauncher, Duration detection) throws IOException {
+        this.backupLauncher = backupLauncher;
+        this.detection = detection;
         RemusTestbed.Host b = bed.backup();
         startCoordination();
         if (backupServer == null) {
@@ -190,6 +205,11 @@ public final class ProtectedKvService implements AutoCloseable {
         control.register(name, guard::onControl);
     }
 
+    /** Starts the backup's services again after {@link #killBackup} (a new store, export and guard). */
+    public void restartBackup() throws IOException {
+        startBackup(backupLauncher, detection);
+    }
+
     /** The backup host's services for the VM die (their sockets close, as when the process is killed). */
     public void killBackup() {
         if (endpoint != null) {
@@ -207,13 +227,42 @@ public final class ProtectedKvService implements AutoCloseable {
                     ProcessHandle.of(primary.pid()).orElseThrow(), Duration.ofSeconds(5));
         }
         protector = new PrimaryProtector(name, primary.qmp(),
-                () -> new ProtectionTarget(new InetSocketAddress(b.ip(), endpoint.port()), guard.storeId(),
+                () -> new ProtectionTarget(new InetSocketAddress(b.ip(), liveEndpoint().port()), guard.storeId(),
                         Map.of(DISK, new InetSocketAddress(b.ip(), endpoint.disks().ports().get(DISK)))),
                 new InetSocketAddress(b.ip(), control.port()), options,
                 new ProtectionScope(List.of(NETDEV), List.of(DISK), bed.primary().sockets(), primary.runDir().path(),
                         tls(bed.primary())),
                 primaryFencing, line -> log.info("vm={} progress: {}", name, line));
         protector.protect();
+    }
+
+    /**
+     * The backup endpoint a protection attempt may use: like the backup service, which gives every new
+     * protection a new store, the testbed never offers a store its guard has given up (STALE); the
+     * test starts a new backup ({@link #startBackup}) for that.
+     */
+    private BackupServer.Endpoint liveEndpoint() {
+        if (guard.state() == BackupGuard.State.STALE) {
+            throw new IllegalStateException("VM '" + name + "': the backup's store is stale; no backup to protect to");
+        }
+        return endpoint;
+    }
+
+    /**
+     * Hostile peers on the client host try the backup's control port, the VM's replication port and its
+     * NBD export, in plain TCP and with a certificate of another CA ({@link RoguePeers}); returns the
+     * attempts the backup answered with protocol bytes (none may be).
+     */
+    public List<String> roguePeersAttack() throws IOException {
+        Path foreign = work.resolve("foreign-pki");
+        if (!Files.exists(foreign.resolve("ca"))) {
+            Pki.init(foreign, "a stranger's CA");
+            Pki.issue(foreign, bed.client().ip());
+        }
+        RemusTestbed.Host b = bed.backup();
+        return RoguePeers.attack(bed.client().sockets(), name, new InetSocketAddress(b.ip(), control.port()),
+                new InetSocketAddress(b.ip(), endpoint.port()), new InetSocketAddress(b.ip(), endpoint.disks().ports().get(DISK)),
+                PeerTls.load(foreign.resolve(bed.client().ip())));
     }
 
     /** A client on the client host. */
@@ -254,6 +303,11 @@ public final class ProtectedKvService implements AutoCloseable {
         return guard;
     }
 
+    /** The ensemble's members (empty with a single coordination server). */
+    public List<EmbeddedCoordinator> ensemble() {
+        return ensemble;
+    }
+
     /** The primary's lease and fence. */
     public PrimaryFencing primaryFencing() {
         return primaryFencing;
@@ -289,7 +343,11 @@ public final class ProtectedKvService implements AutoCloseable {
         }
         all.add(primaryCoordination);
         all.add(backupCoordination);
-        all.add(zookeeper);
+        if (ensemble.isEmpty()) {
+            all.add(zookeeper);
+        } else {
+            all.addAll(ensemble);
+        }
         Closeables.closeAll(log, "vm=" + name, all);
     }
 }

@@ -36,18 +36,26 @@ public final class RemusTestbed implements AutoCloseable {
     private final List<Host> hosts = new ArrayList<>();
     private boolean closed;
 
+    private int coordinators = 1;
+
     private RemusTestbed(String id, int net) {
         this.id = id;
         this.switchName = "dsw" + id;
         this.subnet = "10.83." + net;
     }
 
-    /** Creates the three hosts; {@code id}: up to 8 characters unique on this machine. */
+    /** Creates the hosts, with one coordination host; {@code id}: up to 8 characters unique on this machine. */
     public static RemusTestbed create(String id, int net) {
+        return create(id, net, 1);
+    }
+
+    /** Creates the hosts with {@code coordinators} coordination hosts (3 for an ensemble a partition can cut). */
+    public static RemusTestbed create(String id, int net, int coordinators) {
         if (!id.matches("[a-z0-9]{1,8}")) {
             throw new IllegalArgumentException("testbed id must be 1-8 lowercase letters/digits: " + id);
         }
         RemusTestbed t = new RemusTestbed(id, net);
+        t.coordinators = coordinators;
         try {
             HostCommand.tryRun(List.of("ip", "link", "del", t.switchName));
             HostCommand.run("ip", "link", "add", t.switchName, "type", "bridge");
@@ -55,7 +63,9 @@ public final class RemusTestbed implements AutoCloseable {
             t.addHost("primary", 1, true);
             t.addHost("backup", 2, true);
             t.addHost("client", 3, false);
-            t.addHost("coord", 4, false);
+            for (int i = 0; i < coordinators; i++) {
+                t.addHost(coordinators == 1 ? "coord" : "coord" + (i + 1), 4 + i, false);
+            }
         } catch (RuntimeException e) {
             t.close();
             throw e;
@@ -66,7 +76,8 @@ public final class RemusTestbed implements AutoCloseable {
 
     private void addHost(String role, int hostNumber, boolean withTap) {
         NetNamespace ns = NetNamespace.create("dpk" + id + "-" + role);
-        String uplink = "dk" + id + (role.equals("coord") ? 'z' : role.charAt(0));   // client and coord share a 'c'
+        // client and coord share a 'c': coordination hosts' uplinks end in z (or z1, z2, z3)
+        String uplink = "dk" + id + (role.startsWith("coord") ? "z" + role.substring(5) : role.substring(0, 1));
         Host h = new Host(role, ns, subnet + "." + hostNumber, uplink);
         hosts.add(h);
         HostCommand.run("ip", "link", "add", uplink, "type", "veth", "peer", "name", "eth0", "netns", ns.name());
@@ -93,9 +104,31 @@ public final class RemusTestbed implements AutoCloseable {
         return hosts.get(2);
     }
 
-    /** The coordination service's host. */
+    /** The coordination service's host (the first of an ensemble's). */
     public Host coordinator() {
         return hosts.get(3);
+    }
+
+    /** Every coordination host. */
+    public List<Host> coordinators() {
+        return hosts.subList(3, 3 + coordinators);
+    }
+
+    /**
+     * Cuts what {@code from} sends to {@code to} (a tc filter on {@code from}'s link redirects those
+     * packets to its loopback, which is down: this kernel has no gact drop action). With the filter on
+     * both hosts the cut is symmetric.
+     */
+    public void cut(Host from, Host to) {
+        from.ns().exec("tc", "qdisc", "replace", "dev", "eth0", "clsact");
+        from.ns().exec("tc", "filter", "add", "dev", "eth0", "egress", "protocol", "ip", "prio", "1", "u32",
+                "match", "ip", "dst", to.ip() + "/32", "action", "mirred", "egress", "redirect", "dev", "lo");
+    }
+
+    /** Cuts both directions between {@code a} and {@code b}. */
+    public void partition(Host a, Host b) {
+        cut(a, b);
+        cut(b, a);
     }
 
     /** The protected guest's address with prefix, for the guest's {@code doppel.ip}. */
