@@ -7,8 +7,9 @@ import dev.doppel.remus.control.ControlClient;
 import dev.doppel.remus.control.ProtectReply;
 import dev.doppel.remus.control.ProtectRequest;
 import dev.doppel.remus.fencing.Coordinator;
-import dev.doppel.remus.fencing.EmbeddedCoordinator;
-import dev.doppel.remus.fencing.PrimaryFencing;
+import dev.doppel.remus.guard.GuardClient;
+import dev.doppel.remus.guard.GuardProcess;
+import dev.doppel.remus.guard.GuardReply;
 import dev.doppel.remus.primary.DiskReplication;
 import dev.doppel.remus.primary.PrimaryProtector;
 import dev.doppel.remus.primary.ProtectionOptions;
@@ -38,10 +39,11 @@ import picocli.CommandLine.Parameters;
  * until interrupted (Ctrl-C stops protection; the VM keeps running). Status every second on stdout
  * and in the VM's run directory for {@code doppel status}.
  *
- * <p>Ownership of the VM is decided in ZooKeeper ({@code --coordinator}). Without one, this process
- * embeds a single ZooKeeper server and names it to the backup: enough for one machine (the backup
- * can take over only while this process lives to confirm the primary QEMU's death, so a crash of this
- * process never causes a failover), not for a primary host that can vanish.
+ * <p>Ownership of the VM is decided in ZooKeeper ({@code --coordinator}). The VM's lease is held by its
+ * guard process ({@code remus/guard}), which this command starts or, after a crash of this command,
+ * re-attaches to: killing or restarting {@code protect} neither fences the guest nor lets the backup
+ * take over. Without {@code --coordinator} the guard embeds a single ZooKeeper server, named to the
+ * backup: enough for one machine, not for a primary host that can vanish.
  */
 @Command(name = "protect", description = "Protect a running VM (started with 'vm start --colo') with a backup ('backup serve').")
 public final class ProtectCommand implements Callable<Integer> {
@@ -75,15 +77,25 @@ public final class ProtectCommand implements Callable<Integer> {
         dev.doppel.tls.PeerTls tls = tlsOption.load();
         GracefulStop stop = new GracefulStop("protect", Duration.ofSeconds(20));
         long pid = VmRecord.readFrom(dir).pid();
-        EmbeddedCoordinator embedded = coordinator != null ? null : EmbeddedCoordinator.standalone(
-                new InetSocketAddress(localAddressTowards(control), 0), Files.createTempDirectory("doppel-zk-" + name), HostSockets.LOCAL);
-        String connect = coordinator != null ? coordinator : embedded.connectString();
         String me = holder != null ? holder : "primary@" + InetAddress.getLocalHost().getHostName();
-        try (EmbeddedCoordinator ownedZk = embedded;
-             Coordinator coord = Coordinator.connect(connect, Coordinator.DEFAULT_SESSION, HostSockets.LOCAL, Duration.ofSeconds(10));
-             PrimaryFencing fencing = PrimaryFencing.claim(coord, name, me, ProcessHandle.of(pid).orElseThrow(
-                     () -> new IllegalStateException("VM '" + name + "': QEMU pid " + pid + " is gone")), Duration.ofSeconds(10));
+        // The lease (and, without --coordinator, the single ZooKeeper server) lives in the VM's guard
+        // process, not here: this command may crash or be restarted without a failover.
+        GuardClient fencing = GuardProcess.attachOrStart(new GuardProcess.Spec(name, pid, me, dir.path(),
+                dir.path().resolve("guard.log"), null, coordinator,
+                coordinator != null ? null : new InetSocketAddress(localAddressTowards(control), 0), Coordinator.DEFAULT_SESSION,
+                Duration.ofSeconds(10), false));
+        GuardReply guardState = fencing.status();
+        String connect = guardState.coordinator();
+        if (coordinator == null) {
+            System.out.println("coordination: the VM's guard runs a single embedded ZooKeeper server at " + connect
+                    + " (one machine only; use --coordinator with an ensemble for hosts that can fail)");
+        }
+        try (fencing;
              QmpClient qmp = QmpClient.connectUnix(dir.qmpSocket(), name, Duration.ofSeconds(5))) {
+            if (fencing.reattached()) {
+                System.out.println("re-attached to the running guard of " + name + " (pid " + guardState.guardPid()
+                        + "): the VM kept its lease while no controller ran");
+            }
             System.out.println("VM " + name + " owned by " + me + " (fencing token " + fencing.token() + ") in " + connect);
             // Remus: every NIC's output is held per epoch and every disk is replicated, unless the
             // operator asks for memory only.
@@ -109,9 +121,6 @@ public final class ProtectCommand implements Callable<Integer> {
             try (PrimaryProtector protector = new PrimaryProtector(name, qmp, target, control, options,
                     new ProtectionScope(netdevs, disks, HostSockets.LOCAL, dir.path(), tls), fencing, System.out::println)) {
                 run(dir, qmp, protector, stop);
-            }
-            if (embedded != null && !VmRecord.readFrom(dir).alive()) {
-                awaitTakeover(fencing, me);
             }
         } finally {
             Files.deleteIfExists(dir.protectionFile());
@@ -142,27 +151,6 @@ public final class ProtectCommand implements Callable<Integer> {
         var tmp = dir.path().resolve("protection.json.tmp");
         MAPPER.writeValue(tmp.toFile(), s);
         Files.move(tmp, dir.protectionFile(), StandardCopyOption.REPLACE_EXISTING, StandardCopyOption.ATOMIC_MOVE);
-    }
-
-    /**
-     * The embedded coordinator lives in this process: after the primary QEMU died it must stay up
-     * until the backup has taken the VM over (or clearly will not), else the backup could not.
-     */
-    private void awaitTakeover(PrimaryFencing fencing, String me) throws InterruptedException {
-        long deadline = System.nanoTime() + Duration.ofSeconds(15).toNanos();
-        while (System.nanoTime() < deadline) {
-            try {
-                var rec = fencing.lease().record();
-                if (rec != null && !rec.owner().equals(me)) {
-                    System.out.println("VM " + name + " is now owned by " + rec.owner() + " (token " + rec.token() + ")");
-                    return;
-                }
-            } catch (dev.doppel.remus.fencing.FencingException e) {
-                System.out.println("coordination: " + e.getMessage());
-            }
-            Thread.sleep(100);
-        }
-        System.out.println("VM " + name + ": no backup took it over within 15 s");
     }
 
     /** This host's address on the route to {@code peer} (where the embedded ZooKeeper listens). */

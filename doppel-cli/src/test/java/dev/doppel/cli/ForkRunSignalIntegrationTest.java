@@ -2,19 +2,14 @@ package dev.doppel.cli;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
-import static org.junit.jupiter.api.Assertions.fail;
 
 import dev.doppel.clone.ForkOptions;
 import dev.doppel.hostnet.NetNamespace;
 import dev.doppel.vm.VmRunDir;
-import java.io.BufferedReader;
 import java.io.IOException;
-import java.io.InputStreamReader;
-import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.List;
-import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.concurrent.TimeUnit;
 import java.util.stream.Stream;
 import org.junit.jupiter.api.AfterEach;
@@ -30,70 +25,35 @@ import org.junit.jupiter.api.Test;
 class ForkRunSignalIntegrationTest {
 
     private final String name = "sig" + ProcessHandle.current().pid();
-    private final List<String> output = new CopyOnWriteArrayList<>();
-    private Process cli;
+    private CliProcess run;
 
     @AfterEach
     void stopCli() throws InterruptedException {
-        if (cli != null && cli.isAlive()) {
-            cli.destroy();                                  // SIGTERM: the CLI cleans up
-            if (!cli.waitFor(60, TimeUnit.SECONDS)) {
-                cli.destroyForcibly();
-            }
+        if (run != null) {
+            run.close();                                    // SIGTERM: the CLI cleans up
         }
     }
 
     @Test
     void ctrlCWhileWatchingTheClonesRemovesWhatTheForkMade() throws Exception {
-        cli = new ProcessBuilder(Path.of(System.getProperty("java.home"), "bin", "java").toString(),
-                "-cp", System.getProperty("surefire.test.class.path", System.getProperty("java.class.path")),
-                "-Ddoppel.guest.dir=" + System.getProperty("doppel.guest.dir"),
-                DoppelCli.class.getName(), "fork", "run", "--clones", "2", "--seconds", "300", "--name", name)
-                .redirectErrorStream(true).start();
-        Thread reader = new Thread(this::readOutput, "cli-output");
-        reader.setDaemon(true);
-        reader.start();
-
-        awaitOutput("forked into 2 clones", 180);
-        assertTrue(NetNamespace.exists("dpf-" + name), "the clone network exists while the clones run: " + output);
+        run = CliProcess.start("fork", "run", "--clones", "2", "--seconds", "300", "--name", name);
+        Process cli = run.process();
+        run.awaitOutput("forked into 2 clones", 180);
+        assertTrue(NetNamespace.exists("dpf-" + name), "the clone network exists while the clones run: " + run.tail());
         assertTrue(qemuProcesses() >= 3, "parent and 2 clones run");
         assertTrue(Files.isDirectory(generations()), "the fork froze the parent's memory into " + generations());
         assertTrue(Files.isDirectory(overlays()), "the clones' disk overlays are in " + overlays());
 
         new ProcessBuilder("kill", "-INT", Long.toString(cli.pid())).inheritIO().start().waitFor();
-        assertTrue(cli.waitFor(60, TimeUnit.SECONDS), "the CLI ends within 60 s of Ctrl-C: " + tail());
-        assertEquals(130, cli.exitValue(), tail());
-        assertTrue(output.stream().anyMatch(l -> l.contains("stopped; cleaning up")), tail());
+        assertTrue(cli.waitFor(60, TimeUnit.SECONDS), "the CLI ends within 60 s of Ctrl-C: " + run.tail());
+        assertEquals(130, cli.exitValue(), run.tail());
+        assertTrue(run.output().stream().anyMatch(l -> l.contains("stopped; cleaning up")), run.tail());
 
-        assertEquals(0, qemuProcesses(), "no QEMU of the run is left: " + tail());
+        assertEquals(0, qemuProcesses(), "no QEMU of the run is left: " + run.tail());
         assertTrue(!NetNamespace.exists("dpf-" + name), "the clone network's namespace is removed");
         assertTrue(!Files.exists(generations()), "the generation files are removed: " + generations());
         assertTrue(!Files.exists(overlays()), "the disk overlays are removed: " + overlays());
         assertEquals(List.of(), runDirs(), "the run directories are removed");
-    }
-
-    private void readOutput() {
-        try (BufferedReader r = new BufferedReader(new InputStreamReader(cli.getInputStream(), StandardCharsets.UTF_8))) {
-            for (String line; (line = r.readLine()) != null; ) {
-                output.add(line);
-            }
-        } catch (IOException ignored) {
-            // the CLI ended
-        }
-    }
-
-    private void awaitOutput(String text, int seconds) throws InterruptedException {
-        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(seconds);
-        while (System.nanoTime() < deadline) {
-            if (output.stream().anyMatch(l -> l.contains(text))) {
-                return;
-            }
-            if (!cli.isAlive()) {
-                fail("the CLI ended (" + cli.exitValue() + ") before printing '" + text + "': " + tail());
-            }
-            Thread.sleep(100);
-        }
-        fail("no '" + text + "' within " + seconds + " s: " + tail());
     }
 
     /** QEMU processes of this run: their {@code -name} starts with the parent's name (clones are name-f1cN). */
@@ -119,10 +79,5 @@ class ForkRunSignalIntegrationTest {
         try (Stream<Path> s = Files.list(vms)) {
             return s.filter(p -> p.getFileName().toString().startsWith(name)).toList();
         }
-    }
-
-    private String tail() {
-        int n = output.size();
-        return String.join("\n", output.subList(Math.max(0, n - 15), n));
     }
 }

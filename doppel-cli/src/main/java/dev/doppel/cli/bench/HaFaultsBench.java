@@ -40,6 +40,7 @@ public final class HaFaultsBench implements Callable<Integer> {
             new Scenario("primary host isolated", Loss.HOST_ISOLATED, false),
             new Scenario("primary cut off the ensemble", Loss.COORDINATION_CUT, false),
             new Scenario("primary cut off the ensemble, CPU saturated", Loss.COORDINATION_CUT, true),
+            new Scenario("backup cut off the ensemble", Loss.BACKUP_COORDINATION_CUT, false),
             new Scenario("primary and backup partitioned", Loss.PARTITION, false),
             new Scenario("primary and backup partitioned, CPU saturated", Loss.PARTITION, true),
             new Scenario("one ensemble member lost", Loss.COORDINATOR_MEMBER_LOST, false),

@@ -4,6 +4,7 @@ import dev.doppel.remus.backup.BackupServer;
 import dev.doppel.remus.backup.BackupStore;
 import dev.doppel.remus.fencing.Coordinator;
 import dev.doppel.remus.fencing.FencingException;
+import dev.doppel.remus.fencing.OwnershipRecord;
 import dev.doppel.remus.fencing.VmLease;
 import java.io.IOException;
 import java.nio.file.Path;
@@ -115,14 +116,41 @@ public final class BackupGuard implements AutoCloseable {
                 primaryDown = true;
             }
             case ControlMessage.STAND_DOWN -> {
-                log.warn("vm={} epoch={} event=stand-down reason=\"{}\" action=\"stored state is stale, will not fail over\"",
-                        spec.name(), m.epoch(), m.reason());
-                if (state != State.FAILED_OVER) {
-                    state = State.STALE;
-                }
+                // Checked against the record off the control thread (a ZooKeeper read may wait).
+                Thread check = new Thread(() -> standDownIfTheRecordAgrees(m), "stand-down-check-" + spec.name());
+                check.setDaemon(true);
+                check.start();
             }
             default -> {
             }
+        }
+    }
+
+    /**
+     * A stand-down says the primary went on without this store. It is believed only when the ownership
+     * record says so too (it no longer names this store): the primary records that before it stands the
+     * backup down, and a stand-down that is forged (a peer on an --insecure link), replayed, or from an
+     * old protection must not make the backup give up the only copy that may take the VM over.
+     */
+    private void standDownIfTheRecordAgrees(ControlMessage m) {
+        String backupNamed;
+        try {
+            OwnershipRecord r = VmLease.recordOf(fencing.coordinator(), endpoint.vmName());
+            backupNamed = r == null ? null : r.backup();
+        } catch (FencingException e) {
+            log.warn("vm={} epoch={} event=stand-down-ignored reason=\"{}\" cause=\"record unreadable: {}\"", spec.name(), m.epoch(),
+                    m.reason(), e.getMessage());
+            return;
+        }
+        if (storeId().equals(backupNamed)) {
+            log.warn("vm={} epoch={} event=stand-down-ignored reason=\"{}\" cause=\"the ownership record still names this store "
+                    + "as the backup: a stale, replayed or forged stand-down\"", spec.name(), m.epoch(), m.reason());
+            return;
+        }
+        log.warn("vm={} epoch={} event=stand-down reason=\"{}\" record_backup={} action=\"stored state is stale, will not fail over\"",
+                spec.name(), m.epoch(), m.reason(), backupNamed);
+        if (state != State.FAILED_OVER) {
+            state = State.STALE;
         }
     }
 

@@ -20,7 +20,7 @@ import org.slf4j.LoggerFactory;
  *       confirmed dead ({@link #confirmDead}), never because a QMP connection ended.</li>
  * </ul>
  */
-public final class PrimaryFencing implements AutoCloseable {
+public final class PrimaryFencing implements PrimaryFence {
     private static final Logger log = LoggerFactory.getLogger(PrimaryFencing.class);
 
     private final Coordinator coordinator;
@@ -77,16 +77,19 @@ public final class PrimaryFencing implements AutoCloseable {
         return lease;
     }
 
+    @Override
     public long token() {
         return lease.token();
     }
 
     /** Null, or why this primary killed its QEMU. */
+    @Override
     public String fencedBecause() {
         return fencedBecause;
     }
 
     /** Names {@code store} as the backup that may take the VM over; retakes a lost lease first. */
+    @Override
     public void protectWith(String store) throws FencingException {
         if (abandoned.contains(store)) {
             throw new FencingException(vm, "backup store " + store + " was left behind when the VM went on unprotected; "
@@ -113,8 +116,9 @@ public final class PrimaryFencing implements AutoCloseable {
      * Must succeed before held output leaves without a backup's commit. On failure the QEMU has been
      * killed and the output must not be released.
      */
+    @Override
     public boolean goUnprotected(String why) {
-        if (!qemu.isAlive() || zombie(qemu.pid())) {
+        if (ProcessDeath.gone(qemu)) {
             return true;   // a dead QEMU holds no output: nothing can leave, nothing to record
         }
         try {
@@ -140,37 +144,10 @@ public final class PrimaryFencing implements AutoCloseable {
         qemu.destroyForcibly();
     }
 
-    /**
-     * Waits up to {@code wait} for the QEMU process to be gone. Polls every 10 ms rather than using
-     * {@code onExit()}: for a process that is not this JVM's child (one started by {@code vm start})
-     * the JDK noticed its exit only after ~1.4 s here, and every ms of it delays the failover. A zombie
-     * (exited, not yet reaped by its parent) counts as dead: it runs no guest and holds no output.
-     */
+    /** Waits up to {@code wait} for the QEMU process to be gone ({@link ProcessDeath}). */
+    @Override
     public boolean confirmDead(Duration wait) {
-        long deadline = System.nanoTime() + wait.toNanos();
-        while (qemu.isAlive() && !zombie(qemu.pid())) {
-            if (System.nanoTime() > deadline) {
-                return false;
-            }
-            try {
-                Thread.sleep(10);
-            } catch (InterruptedException e) {
-                Thread.currentThread().interrupt();
-                return !qemu.isAlive();
-            }
-        }
-        return true;
-    }
-
-    /** Whether {@code /proc/PID/stat} says the process has exited and waits to be reaped (state Z). */
-    static boolean zombie(long pid) {
-        try {
-            String stat = java.nio.file.Files.readString(java.nio.file.Path.of("/proc", Long.toString(pid), "stat"));
-            int close = stat.lastIndexOf(')');
-            return close > 0 && close + 2 < stat.length() && stat.charAt(close + 2) == 'Z';
-        } catch (java.io.IOException e) {
-            return true;    // no /proc entry: gone
-        }
+        return ProcessDeath.await(qemu, wait);
     }
 
     /** Gives the lease back (only once the QEMU is confirmed dead, or protection ended cleanly). */

@@ -176,6 +176,17 @@ public final class VmLease implements AutoCloseable {
         }
     }
 
+    /** The VM's record as the coordination service has it now, read by any session (null: no record yet). */
+    public static OwnershipRecord recordOf(Coordinator c, String vm) throws FencingException {
+        try {
+            return readRecord(c.client(), vm);
+        } catch (FencingException e) {
+            throw e;
+        } catch (Exception e) {
+            throw new FencingException(vm, "reading the ownership record failed: " + e.getMessage(), e);
+        }
+    }
+
     /**
      * A primary's claim: the record names no owner yet, or this holder (a new token of the same holder,
      * e.g. after a controller restart). A record that names someone else means the VM was taken over:

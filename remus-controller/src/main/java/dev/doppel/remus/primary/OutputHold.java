@@ -39,6 +39,8 @@ public final class OutputHold implements AutoCloseable {
 
     private final String vm;
     private final QmpClient qmp;
+    /** Every filter this class adds is named so; a re-attaching controller finds leftovers by it. */
+    static final String FILTER_PREFIX = "doppel-hold-";
     private final List<String> filters = new ArrayList<>();
     private long releases;
 
@@ -52,7 +54,7 @@ public final class OutputHold implements AutoCloseable {
         OutputHold h = new OutputHold(vm, qmp);
         try {
             for (String netdev : netdevs) {
-                String id = "doppel-hold-" + netdev;
+                String id = FILTER_PREFIX + netdev;
                 qmp.execute("object-add", Map.of("qom-type", "filter-buffer", "id", id, "netdev", netdev,
                         "queue", "rx", "interval", NEVER_US, "status", "on"), QMP_TIMEOUT);
                 h.filters.add(id);

@@ -6,7 +6,7 @@ import dev.doppel.qmp.QmpEvent;
 import dev.doppel.qmp.QmpException;
 import dev.doppel.remus.control.HeartbeatSender;
 import dev.doppel.remus.fencing.FencingException;
-import dev.doppel.remus.fencing.PrimaryFencing;
+import dev.doppel.remus.fencing.PrimaryFence;
 import dev.doppel.vm.Accelerator;
 import java.net.InetSocketAddress;
 import java.time.Duration;
@@ -56,7 +56,7 @@ public final class PrimaryProtector implements AutoCloseable {
     private final ProtectionOptions options;
     private final Supplier<ProtectionTarget> targets;
     private final ProtectionScope scope;
-    private final PrimaryFencing fencing;
+    private final PrimaryFence fencing;
     private volatile InetSocketAddress backup;
     private final Consumer<String> progress;
     private final ScheduledExecutorService timer;
@@ -86,7 +86,7 @@ public final class PrimaryProtector implements AutoCloseable {
      * @param progress receives human-readable progress lines (initial synchronisation), may be a no-op
      */
     public PrimaryProtector(String vm, QmpClient qmp, InetSocketAddress backup, String backupStore, InetSocketAddress control,
-                            ProtectionOptions options, PrimaryFencing fencing, Consumer<String> progress) {
+                            ProtectionOptions options, PrimaryFence fencing, Consumer<String> progress) {
         this(vm, qmp, () -> ProtectionTarget.memoryOnly(backup, backupStore), control, options, ProtectionScope.memoryOnly(),
                 fencing, progress);
     }
@@ -99,7 +99,7 @@ public final class PrimaryProtector implements AutoCloseable {
      *                 once the ownership record says so, and the QEMU is killed when it may not run
      */
     public PrimaryProtector(String vm, QmpClient qmp, Supplier<ProtectionTarget> targets, InetSocketAddress control,
-                            ProtectionOptions options, ProtectionScope scope, PrimaryFencing fencing, Consumer<String> progress) {
+                            ProtectionOptions options, ProtectionScope scope, PrimaryFence fencing, Consumer<String> progress) {
         this.fencing = fencing;
         this.vm = vm;
         this.qmp = qmp;
@@ -132,6 +132,7 @@ public final class PrimaryProtector implements AutoCloseable {
             initialCommitPending = true;
             stoppedAtNanos = 0;
             try {
+                adoptLeftover();
                 startColo();
                 awaitColo();
             } catch (RuntimeException e) {
@@ -158,6 +159,32 @@ public final class PrimaryProtector implements AutoCloseable {
             log.info("vm={} event=protected backup={} interval_ms={} timeout_ms={}", vm, describe(backup),
                     options.interval().toMillis(), options.backupTimeout().toMillis());
         }
+    }
+
+    /**
+     * A controller that crashed left its protection in QEMU (COLO, held output, disk mirrors): the
+     * guard kept the lease meanwhile, so no backup took over. Its backup store is given up first (the
+     * record says "unprotected"; if that fails someone else owns the VM and the guard has killed the
+     * QEMU), then COLO is left, the mirrors and filters removed (the held frames go out now), and a
+     * fresh protection starts with a new store.
+     */
+    private void adoptLeftover() {
+        LeftoverProtection leftover = LeftoverProtection.find(qmp);
+        if (!leftover.present()) {
+            return;
+        }
+        String why = "a previous controller's protection was left in QEMU (" + leftover + ")";
+        log.warn("vm={} event=leftover-protection-found detail=\"{}\" action=\"record unprotected, clear it, protect anew\"", vm,
+                leftover);
+        progress.accept("re-attaching to " + vm + ": " + leftover + "; protecting it anew");
+        if (!fencing.goUnprotected(why)) {
+            throw new ProtectionException(vm, 0, "fenced while adopting the previous protection: " + fencing.fencedBecause());
+        }
+        if (leftover.colo) {
+            leaveColo(why);
+        }
+        leftover.remove(qmp, vm);
+        resumeGuest();
     }
 
     private void startColo() {
@@ -506,6 +533,15 @@ public final class PrimaryProtector implements AutoCloseable {
                 reprotect.cancel(false);
             }
             cancelWatchdog();
+            // The record first, then the stand-down: the backup believes a stand-down only once the
+            // record no longer names its store.
+            boolean unprotected = false;
+            if ((state == ProtectionState.PROTECTED || state == ProtectionState.SYNCING) && qmp.isConnected()) {
+                unprotected = fencing.goUnprotected("protection stopped by the operator");
+                if (!unprotected) {
+                    state = ProtectionState.FENCED;
+                }
+            }
             if (heartbeat != null) {
                 // Without QMP the QEMU may be dying: primaryGone() decides (primary down), not a stand-down.
                 if (state != ProtectionState.PRIMARY_LOST && state != ProtectionState.FENCED && qmp.isConnected()) {
@@ -513,13 +549,9 @@ public final class PrimaryProtector implements AutoCloseable {
                 }
                 heartbeat.close();
             }
-            if ((state == ProtectionState.PROTECTED || state == ProtectionState.SYNCING) && qmp.isConnected()) {
-                if (fencing.goUnprotected("protection stopped by the operator")) {
-                    leaveColo("protection stopped by the operator");
-                    releaseScope();
-                } else {
-                    state = ProtectionState.FENCED;
-                }
+            if (unprotected) {
+                leaveColo("protection stopped by the operator");
+                releaseScope();
             } else if (relay != null) {
                 relay.close();
             }

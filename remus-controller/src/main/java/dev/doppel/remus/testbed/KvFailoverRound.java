@@ -65,6 +65,11 @@ public final class KvFailoverRound {
          */
         COORDINATION_CUT,
         /**
+         * the backup host loses the coordination hosts only: its session expires, but it holds no lease and
+         * needs none while the primary lives: protection goes on, no failover
+         */
+        BACKUP_COORDINATION_CUT,
+        /**
          * primary and backup lose each other, both still reach the coordination service and the clients:
          * the primary goes on unprotected, the backup's store is stale, no failover
          */
@@ -151,6 +156,7 @@ public final class KvFailoverRound {
                     throw new IllegalStateException("the protected KV server acknowledged no PUTs: " + client.connectionFailure());
                 }
                 Thread.sleep(kill.afterMs());
+                requireUntouchedUntilTheFault(kv, vmName);
                 try (LiveCopies live = new LiveCopies(kv)) {
                     List<String> rogue = new ArrayList<>();
                     long faultAt = loss == Loss.ROGUE_PEERS ? System.nanoTime() : inject(loss, bed, kv, kill, options);
@@ -168,6 +174,22 @@ public final class KvFailoverRound {
         }
     }
 
+    /**
+     * The round's oracles judge the copy that runs after the fault it injects. A primary lost before that
+     * (self-fenced when the machine starved its guard past the session timeout, or killed by someone else)
+     * has already been failed over; judging that as this round's failover would be wrong either way, so
+     * the round ends here and says what happened.
+     */
+    private static void requireUntouchedUntilTheFault(ProtectedKvService kv, String vmName) {
+        if (kv.primary().isAlive() && !kv.guard().failover().isDone()) {
+            return;
+        }
+        throw new IllegalStateException("VM '" + vmName + "': the primary was lost before the planned fault (primary alive: "
+                + kv.primary().isAlive() + ", backup failed over: " + kv.guard().failover().isDone() + ", protection "
+                + kv.protector().state() + ", last problem: " + kv.protector().status().lastProblem() + "); the guard's log is "
+                + kv.guardLog());
+    }
+
     /** Injects the loss; returns when (nanoTime). */
     private static long inject(Loss loss, RemusTestbed bed, ProtectedKvService kv, Kill kill, ProtectionOptions options)
             throws Exception {
@@ -178,6 +200,7 @@ public final class KvFailoverRound {
             }
             case HOST_ISOLATED -> bed.isolate(bed.primary());
             case COORDINATION_CUT -> bed.coordinators().forEach(c -> bed.partition(bed.primary(), c));
+            case BACKUP_COORDINATION_CUT -> bed.coordinators().forEach(c -> bed.partition(bed.backup(), c));
             case PARTITION -> bed.partition(bed.primary(), bed.backup());
             case BACKUP_RESTARTED -> {
                 kv.killBackup();

@@ -10,7 +10,8 @@ import dev.doppel.remus.failover.BackupGuard;
 import dev.doppel.remus.fencing.Coordinator;
 import dev.doppel.remus.fencing.EmbeddedCoordinator;
 import dev.doppel.remus.fencing.FencingException;
-import dev.doppel.remus.fencing.PrimaryFencing;
+import dev.doppel.remus.fencing.PrimaryFence;
+import dev.doppel.remus.guard.GuardProcess;
 import dev.doppel.remus.nbd.ReplicatedDisks;
 import dev.doppel.remus.primary.PrimaryProtector;
 import dev.doppel.remus.primary.ProtectionOptions;
@@ -72,9 +73,9 @@ public final class ProtectedKvService implements AutoCloseable {
     private Duration detection;
     /** The ensemble's members when the testbed has several coordination hosts (else empty). */
     private final List<EmbeddedCoordinator> ensemble = new ArrayList<>();
-    private Coordinator primaryCoordination;
     private Coordinator backupCoordination;
-    private PrimaryFencing primaryFencing;
+    /** The primary's lease, held by the VM's guard process in the primary host's namespace. */
+    private PrimaryFence primaryFencing;
     private volatile Consumer<Long> commitHook = e -> { };
     private volatile Consumer<Long> receivedHook = e -> { };
 
@@ -134,8 +135,6 @@ public final class ProtectedKvService implements AutoCloseable {
                 }
                 zookeeper = ensemble.get(0);
             }
-            primaryCoordination = Coordinator.connect(zookeeper.connectString(), Coordinator.DEFAULT_SESSION,
-                    bed.primary().sockets(), Duration.ofSeconds(10));
             backupCoordination = Coordinator.connect(zookeeper.connectString(), Coordinator.DEFAULT_SESSION,
                     bed.backup().sockets(), Duration.ofSeconds(10));
         } catch (FencingException e) {
@@ -156,6 +155,16 @@ public final class ProtectedKvService implements AutoCloseable {
             Pki.issue(pki, h.ip());
         }
         return PeerTls.load(pki.resolve(h.ip()));
+    }
+
+    /**
+     * Where the primary's guard logs: outside the VM's run directory (removed with the VM) and, under
+     * Maven, outside the test's temporary directory, so that a failed round can still be read.
+     */
+    public Path guardLog() {
+        Path target = Path.of("target");
+        Path dir = Files.isDirectory(target) ? target.resolve("guard-logs") : work;
+        return dir.resolve(name + "-guard.log");
     }
 
     /** The primary host's holder name in the ownership record. */
@@ -223,8 +232,10 @@ public final class ProtectedKvService implements AutoCloseable {
     public void protect(ProtectionOptions options) throws FencingException, IOException {
         RemusTestbed.Host b = bed.backup();
         if (primaryFencing == null) {
-            primaryFencing = PrimaryFencing.claim(primaryCoordination, name, primaryHolder(),
-                    ProcessHandle.of(primary.pid()).orElseThrow(), Duration.ofSeconds(5));
+            // A guard process of its own, as in production: the lease does not live in the controller.
+            primaryFencing = GuardProcess.attachOrStart(new GuardProcess.Spec(name, primary.pid(), primaryHolder(),
+                    primary.runDir().path(), guardLog(), bed.primary().ns().name(), zookeeper.connectString(), null,
+                    Coordinator.DEFAULT_SESSION, Duration.ofSeconds(5), true));
         }
         protector = new PrimaryProtector(name, primary.qmp(),
                 () -> new ProtectionTarget(new InetSocketAddress(b.ip(), liveEndpoint().port()), guard.storeId(),
@@ -250,8 +261,9 @@ public final class ProtectedKvService implements AutoCloseable {
 
     /**
      * Hostile peers on the client host try the backup's control port, the VM's replication port and its
-     * NBD export, in plain TCP and with a certificate of another CA ({@link RoguePeers}); returns the
-     * attempts the backup answered with protocol bytes (none may be).
+     * NBD export, in plain TCP and with a certificate of another CA ({@link RoguePeers}), and a peer with a
+     * trusted certificate replays a stand-down and a primary-down; returns the attempts that got through
+     * or changed anything (none may).
      */
     public List<String> roguePeersAttack() throws IOException {
         Path foreign = work.resolve("foreign-pki");
@@ -260,9 +272,19 @@ public final class ProtectedKvService implements AutoCloseable {
             Pki.issue(foreign, bed.client().ip());
         }
         RemusTestbed.Host b = bed.backup();
-        return RoguePeers.attack(bed.client().sockets(), name, new InetSocketAddress(b.ip(), control.port()),
-                new InetSocketAddress(b.ip(), endpoint.port()), new InetSocketAddress(b.ip(), endpoint.disks().ports().get(DISK)),
-                PeerTls.load(foreign.resolve(bed.client().ip())));
+        List<String> accepted = new ArrayList<>(RoguePeers.attack(bed.client().sockets(), name,
+                new InetSocketAddress(b.ip(), control.port()), new InetSocketAddress(b.ip(), endpoint.port()),
+                new InetSocketAddress(b.ip(), endpoint.disks().ports().get(DISK)), PeerTls.load(foreign.resolve(bed.client().ip()))));
+        RoguePeers.replayStaleControl(bed.client().sockets(), name, new InetSocketAddress(b.ip(), control.port()), tls(bed.client()));
+        try {
+            Thread.sleep(1000);   // the stand-down is checked against the record off the control thread
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+        }
+        if (guard.state() == BackupGuard.State.STALE) {
+            accepted.add("control: a replayed stand-down (trusted certificate) made the backup give up its store");
+        }
+        return accepted;
     }
 
     /** A client on the client host. */
@@ -309,7 +331,7 @@ public final class ProtectedKvService implements AutoCloseable {
     }
 
     /** The primary's lease and fence. */
-    public PrimaryFencing primaryFencing() {
+    public PrimaryFence primaryFencing() {
         return primaryFencing;
     }
 
@@ -341,7 +363,6 @@ public final class ProtectedKvService implements AutoCloseable {
         if (guard != null && guard.completedFailover() != null) {
             all.add(guard.completedFailover().lease());
         }
-        all.add(primaryCoordination);
         all.add(backupCoordination);
         if (ensemble.isEmpty()) {
             all.add(zookeeper);

@@ -46,6 +46,24 @@ final class RoguePeers {
         return accepted;
     }
 
+    /**
+     * A peer the CA does trust (a stale credential, an old primary) replays control messages it once
+     * could have seen: a stand-down and a primary-down for the VM. TLS lets it in; the messages must
+     * change nothing: the stand-down is checked against the ownership record, the primary-down only
+     * starts an attempt that the primary's live lease defers.
+     */
+    static void replayStaleControl(HostSockets from, String vm, InetSocketAddress control, PeerTls trusted) throws IOException {
+        try (Socket plain = from.connect(control, Duration.ofSeconds(2));
+             Socket s = trusted.client(plain, "replayed control messages")) {
+            for (String type : List.of(ControlMessage.STAND_DOWN, ControlMessage.PRIMARY_DOWN)) {
+                s.getOutputStream().write(new ControlMessage(vm, type, 1, "replayed by a trusted peer").toLine()
+                        .getBytes(StandardCharsets.UTF_8));
+            }
+            s.getOutputStream().flush();
+            log.warn("event=stale-control-replayed vm={} messages=\"stand-down, primary-down\" peer={}", vm, control);
+        }
+    }
+
     private static void attempt(HostSockets from, InetSocketAddress to, PeerTls tls, byte[] payload, String what,
                                 List<String> accepted) {
         try (Socket plain = from.connect(to, Duration.ofSeconds(2))) {
