@@ -56,6 +56,7 @@ public final class DiskReplication implements AutoCloseable {
 
     /** The id of the credentials object in QEMU (one per protection attempt). */
     static final String TLS_OBJECT = "doppel-repl-tls";
+    private static final Duration PROBE_TIMEOUT = Duration.ofSeconds(2);
 
     static String targetNode(String disk) {
         return "doppel-repl-" + disk;
@@ -86,8 +87,8 @@ public final class DiskReplication implements AutoCloseable {
      * Connects each disk to its export and mirrors it until every job is READY (the backup holds a
      * full copy and every later write is synchronous), reporting progress about once a second.
      */
-    public static DiskReplication start(String vm, QmpClient qmp, Map<String, InetSocketAddress> exports,
-                                        Duration timeout, dev.doppel.tls.PeerTls tls, Consumer<String> progress) {
+    public static DiskReplication start(String vm, QmpClient qmp, Map<String, InetSocketAddress> exports, Duration timeout,
+                                        dev.doppel.hostnet.HostSockets host, dev.doppel.tls.PeerTls tls, Consumer<String> progress) {
         DiskReplication r = new DiskReplication(vm, qmp);
         qmp.addEventListener(r.listener);
         try (EventSubscription ready = qmp.subscribe("BLOCK_JOB_READY", "BLOCK_JOB_COMPLETED", "BLOCK_JOB_CANCELLED")) {
@@ -99,6 +100,7 @@ public final class DiskReplication implements AutoCloseable {
                 r.tlsObject = TLS_OBJECT;
             }
             for (var e : exports.entrySet()) {
+                probe(vm, host, e.getKey(), e.getValue());
                 r.attach(e.getKey(), e.getValue());
             }
             r.awaitReady(ready, timeout, progress);
@@ -108,6 +110,25 @@ public final class DiskReplication implements AutoCloseable {
                     : new ProtectionException(vm, 0, "disk replication could not start: " + e.getMessage(), e);
         }
         return r;
+    }
+
+    /**
+     * QEMU's NBD client connects inside {@code blockdev-add}, in its main loop, with the kernel's connect
+     * timeout: an export that does not answer (a cut link, a dropped SYN) stalls the whole QEMU — guest
+     * and monitor — for about two minutes. A TCP connect from the VM's host with a short timeout first
+     * turns that into a refused protection attempt (retried by the re-protect loop); what remains is the
+     * milliseconds between the probe and QEMU's own connect.
+     */
+    private static void probe(String vm, dev.doppel.hostnet.HostSockets host, String disk, InetSocketAddress export) {
+        // A TCP connect only: the export's TLS starts later, inside the NBD negotiation (STARTTLS), so
+        // the export sees a client that left before negotiating, which changes nothing there.
+        try (java.net.Socket s = host.connect(export, PROBE_TIMEOUT)) {
+            log.debug("vm={} disk={} export {} answers", vm, disk, s.getRemoteSocketAddress());
+        } catch (java.io.IOException e) {
+            throw new ProtectionException(vm, 0, "the backup's NBD export for disk " + disk + " at " + export.getHostString() + ":"
+                    + export.getPort() + " does not answer within " + PROBE_TIMEOUT.toMillis() + " ms (" + e.getMessage()
+                    + "); not handing it to QEMU, whose connect would stall the VM");
+        }
     }
 
     private void attach(String disk, InetSocketAddress export) {

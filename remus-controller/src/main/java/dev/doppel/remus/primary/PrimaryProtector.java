@@ -221,7 +221,8 @@ public final class PrimaryProtector implements AutoCloseable {
                     throw new ProtectionException(vm, 0, "the backup exports disks " + target.disks().keySet()
                             + " but " + scope.disks() + " must be replicated");
                 }
-                diskReplication = DiskReplication.start(vm, qmp, target.disks(), options.initialSyncTimeout(), scope.tls(), progress);
+                diskReplication = DiskReplication.start(vm, qmp, target.disks(), options.initialSyncTimeout(), scope.host(), scope.tls(),
+                        progress);
                 diskReplication.onFailure(why -> timer.execute(() -> lost(why)));
             }
             // The stream goes through the relay when output is held (it releases at each commit) and

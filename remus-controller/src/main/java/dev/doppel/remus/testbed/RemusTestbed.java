@@ -125,6 +125,14 @@ public final class RemusTestbed implements AutoCloseable {
                 "match", "ip", "dst", to.ip() + "/32", "action", "mirred", "egress", "redirect", "dev", "lo");
     }
 
+    /** Drops what {@code from} sends to one TCP/UDP port of {@code to} (a firewall that eats the SYNs). */
+    public void cutPort(Host from, Host to, int port) {
+        from.ns().exec("tc", "qdisc", "replace", "dev", "eth0", "clsact");
+        from.ns().exec("tc", "filter", "add", "dev", "eth0", "egress", "protocol", "ip", "prio", "1", "u32",
+                "match", "ip", "dst", to.ip() + "/32", "match", "ip", "dport", Integer.toString(port), "0xffff",
+                "action", "mirred", "egress", "redirect", "dev", "lo");
+    }
+
     /** Cuts both directions between {@code a} and {@code b}. */
     public void partition(Host a, Host b) {
         cut(a, b);

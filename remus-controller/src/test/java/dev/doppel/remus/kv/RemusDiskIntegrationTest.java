@@ -9,6 +9,7 @@ import dev.doppel.hostnet.HostCommand;
 import dev.doppel.qmp.QmpEvent;
 import dev.doppel.remus.failover.BackupGuard;
 import dev.doppel.remus.nbd.EpochDisk;
+import dev.doppel.remus.primary.ProtectionException;
 import dev.doppel.remus.primary.ProtectionOptions;
 import dev.doppel.remus.primary.ProtectionState;
 import dev.doppel.remus.testbed.KvClient;
@@ -51,6 +52,33 @@ class RemusDiskIntegrationTest {
     private static final long FREEZE_SLACK_MS = 250;
 
     @TempDir Path tmp;
+
+    /**
+     * QEMU's NBD client connects inside blockdev-add, in its main loop: an export whose SYNs are dropped
+     * stalled the whole QEMU (guest and monitor) for the kernel's connect timeout, about two minutes.
+     * Protection must refuse such an export quickly and leave the guest running and its monitor answering.
+     */
+    @Test
+    void anExportThatDoesNotAnswerIsRefusedQuicklyAndNeverStallsTheGuest() throws Exception {
+        try (RemusTestbed bed = RemusTestbed.create("n" + ProcessHandle.current().pid() % 10000, 121);
+             ProtectedKvService kv = ProtectedKvService.boot(bed, TestVms.uniqueName("kvn"), tmp.resolve("n"), PatchedQemu.launcher(),
+                     TestVms.guest())) {
+            kv.startBackup(TestVms.launcher(), Duration.ofMillis(500));
+            bed.cutPort(bed.primary(), bed.backup(), kv.endpoint().disks().ports().get(ProtectedKvService.DISK));
+            long t0 = System.nanoTime();
+            ProtectionException refused = org.junit.jupiter.api.Assertions.assertThrows(ProtectionException.class,
+                    () -> kv.protect(new ProtectionOptions(INTERVAL, Duration.ofSeconds(1), Duration.ofSeconds(120), Duration.ZERO)));
+            long ms = (System.nanoTime() - t0) / 1_000_000;
+            assertTrue(refused.getMessage().contains("does not answer"), refused.getMessage());
+            assertTrue(ms < 10_000, "refused after " + ms + " ms");
+            long q0 = System.nanoTime();
+            String status = kv.primary().qmp().execute("query-status", null, Duration.ofSeconds(2)).path("status").asText();
+            long qms = (System.nanoTime() - q0) / 1_000_000;
+            assertEquals("running", status);
+            assertTrue(qms < 1000, "the monitor answered after " + qms + " ms");
+            log.info("an export that drops SYNs: protection refused after {} ms; the monitor answered in {} ms", ms, qms);
+        }
+    }
 
     @Test
     void backupImageEqualsThePrimaryDiskAtACommittedEpoch() throws Exception {
