@@ -74,6 +74,9 @@ public final class RemoteFork implements AutoCloseable {
         volatile long runningSinceNanos;
         final List<ClonePageSession> sessions = new CopyOnWriteArrayList<>();
         final CompletableFuture<Void> outcome = new CompletableFuture<>();
+        /** With mutual TLS: the handshakes the clone's QEMU refused on its incoming port (null when insecure). */
+        volatile IncomingTls.Rejections rejections;
+        final List<String> rejectedPeers = new CopyOnWriteArrayList<>();
 
         Remote(String name, RemoteHost host) {
             this.name = name;
@@ -113,6 +116,9 @@ public final class RemoteFork implements AutoCloseable {
     void expect(String clone, RemoteHost host, MemberProcess p) {
         Remote r = new Remote(clone, host);
         r.process = p;
+        if (options.tls().secure()) {
+            r.rejections = new IncomingTls.Rejections(p.vm.runDir().qemuLog());
+        }
         p.vm.qmp().addEventListener(e -> {
             if (e.name().equals("MIGRATION")) {
                 r.migrationStatus = e.dataText("status");
@@ -168,6 +174,14 @@ public final class RemoteFork implements AutoCloseable {
     /** The clone's incoming migration status as its last MIGRATION event said (e.g. postcopy-paused). */
     public String migrationStatus(String clone) {
         return remote(clone).migrationStatus;
+    }
+
+    /**
+     * QEMU's reason for each peer the clone refused on its incoming port for want of a certificate of
+     * the installation's CA, oldest first (as far as the guard has read the clone's log; none without TLS).
+     */
+    public List<String> rejectedPeers(String clone) {
+        return List.copyOf(remote(clone).rejectedPeers);
     }
 
     /** Why the clone was reported failed, or null. */
@@ -237,6 +251,7 @@ public final class RemoteFork implements AutoCloseable {
         }
         for (Remote r : clones.values()) {
             try {
+                reportRejectedPeers(r);
                 checkOne(r);
             } catch (RuntimeException e) {
                 log.warn("fork={} clone={} guard check failed: {}", name, r.name, e.getMessage());
@@ -265,6 +280,19 @@ public final class RemoteFork implements AutoCloseable {
             case COMPLETED -> r.status = CloneStatus.INDEPENDENT;
             case FAILED -> failAndStop(r, s.failure().getMessage());
             case DISCONNECTED -> handleCut(r, s);
+        }
+    }
+
+    /** Logs each peer the clone's QEMU refused since the last check (it does not know the peer's address). */
+    private void reportRejectedPeers(Remote r) {
+        IncomingTls.Rejections w = r.rejections;
+        if (w == null) {
+            return;
+        }
+        for (String why : w.poll()) {
+            r.rejectedPeers.add(why);
+            log.warn("fork={} clone={} event=tls-peer-rejected link=\"incoming migration of {}\" end=server cause=\"{}\"",
+                    name, r.name, r.name, why);
         }
     }
 

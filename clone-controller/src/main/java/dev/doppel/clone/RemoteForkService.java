@@ -31,6 +31,11 @@ import java.util.concurrent.TimeUnit;
  * fork's {@link RemoteFork} page server connects to it, sends the device state, and then only the
  * pages the clone touches. Identity, clone network (a segment bridged into the family's) and
  * clean-up are the local clones'.
+ *
+ * <p>With mutual TLS ({@link PageServerOptions#tls}) each clone QEMU's incoming side is a TLS server
+ * that requires a certificate of the installation's CA ({@link IncomingTls}, set up when the process
+ * starts, before {@code migrate-incoming}), and the page server connects as the TLS client: a peer
+ * that reaches a clone's incoming port without such a certificate cannot feed it.
  */
 public final class RemoteForkService {
     private final ForkService forks;
@@ -124,6 +129,14 @@ public final class RemoteForkService {
             } catch (RuntimeException e) {
                 p.close();
                 throw new ForkException(name, "cannot enable postcopy on the clone's QEMU on " + host, e);
+            }
+            if (pageServerOptions.tls().secure()) {
+                try {
+                    IncomingTls.require(name, p.vm.qmp(), pageServerOptions.tls());
+                } catch (RuntimeException e) {
+                    p.close();
+                    throw e;
+                }
             }
             hostOf.put(k, host);
             processOf.put(k, p);

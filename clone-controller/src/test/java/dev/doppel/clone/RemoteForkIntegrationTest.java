@@ -286,29 +286,4 @@ class RemoteForkIntegrationTest extends RemoteForkTestBase {
         assertEquals(RemoteFork.CloneStatus.RUNNING, r.remote().status(clone.name()));
         ForkFixture.allCleanFor(List.of(parent, clone), 6);
     }
-
-    /** From MIGRATION events: in-band query-migrate can hang while a paused clone's vCPU holds the BQL. */
-    private static void awaitMigrationStatus(RemoteFork f, ForkableVm vm, String status, int seconds) throws InterruptedException {
-        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(seconds);
-        String last = "";
-        while (System.nanoTime() < deadline) {
-            last = f.migrationStatus(vm.name());
-            if (last.equals(status)) {
-                return;
-            }
-            Thread.sleep(50);
-        }
-        throw new AssertionError(vm.name() + ": migration status " + last + ", not " + status + " after " + seconds + " s");
-    }
-
-    private static void awaitStatus(RemoteFork f, ForkableVm vm, RemoteFork.CloneStatus status, int seconds) throws InterruptedException {
-        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(seconds);
-        while (System.nanoTime() < deadline) {
-            if (f.status(vm.name()) == status) {
-                return;
-            }
-            Thread.sleep(50);
-        }
-        throw new AssertionError(vm.name() + ": " + f.status(vm.name()) + ", not " + status + " after " + seconds + " s");
-    }
 }

@@ -6,6 +6,8 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import dev.doppel.clone.pageserver.PageServerOptions;
 import dev.doppel.clone.pageserver.SessionStats;
 import dev.doppel.clone.pageserver.multicast.MulticastDistribution;
+import dev.doppel.tls.PeerTls;
+import dev.doppel.tls.Pki;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
@@ -17,14 +19,17 @@ import org.junit.jupiter.api.Timeout;
  * Multicast distribution (SnowFlock's mcdist) on real QEMU: 8 clones of a running dirtier on 2
  * other hosts, each host serving its clones from a page cache that the origin fills by multicast.
  * Every clone stays correct, and the origin sends less than twice what a single clone fetched
- * (unicast would send about eight times).
+ * (unicast would send about eight times). The hosts' page servers reach their clones over mutual TLS.
  */
 @Tag("integration")
 @Timeout(300)
 class RemoteForkMulticastIntegrationTest extends RemoteForkTestBase {
     @Test
     void eightClonesOnTwoHostsCostTheOriginLessThanTwoWorkingSets() throws Exception {
-        fx = new ForkFixture(tmp, ForkFixture.options(tmp).withPageServer(PageServerOptions.defaults().withMulticast(true)));
+        // Each host's page server dials its clones over mutual TLS too.
+        Pki.init(tmp.resolve("pki"), "test CA");
+        PeerTls tls = PeerTls.load(Pki.issue(tmp.resolve("pki"), "clone-host"));
+        fx = new ForkFixture(tmp, ForkFixture.options(tmp).withPageServer(PageServerOptions.defaults().withMulticast(true).withTls(tls)));
         hosts = new RemoteHosts(2);
         ForkableVm parent = fx.startDirtier("rc-mc", 16, 1000, fx.dataDisk("rc-mc"));
         RemoteForkService.RemoteForkResult r = fx.controller.forkRemote(parent, 8, hosts.hosts);

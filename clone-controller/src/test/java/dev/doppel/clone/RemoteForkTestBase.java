@@ -1,6 +1,7 @@
 package dev.doppel.clone;
 
 import java.nio.file.Path;
+import java.util.concurrent.TimeUnit;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.io.TempDir;
 
@@ -38,5 +39,30 @@ abstract class RemoteForkTestBase {
             }
             hosts = null;
         }
+    }
+
+    /** From MIGRATION events: in-band query-migrate can hang while a paused clone's vCPU holds the BQL. */
+    static void awaitMigrationStatus(RemoteFork f, ForkableVm vm, String status, int seconds) throws InterruptedException {
+        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(seconds);
+        String last = "";
+        while (System.nanoTime() < deadline) {
+            last = f.migrationStatus(vm.name());
+            if (last.equals(status)) {
+                return;
+            }
+            Thread.sleep(50);
+        }
+        throw new AssertionError(vm.name() + ": migration status " + last + ", not " + status + " after " + seconds + " s");
+    }
+
+    static void awaitStatus(RemoteFork f, ForkableVm vm, RemoteFork.CloneStatus status, int seconds) throws InterruptedException {
+        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(seconds);
+        while (System.nanoTime() < deadline) {
+            if (f.status(vm.name()) == status) {
+                return;
+            }
+            Thread.sleep(50);
+        }
+        throw new AssertionError(vm.name() + ": " + f.status(vm.name()) + ", not " + status + " after " + seconds + " s");
     }
 }

@@ -21,7 +21,11 @@ import java.util.List;
 import java.util.Map;
 import java.util.concurrent.Callable;
 import java.util.regex.Pattern;
+import picocli.CommandLine.ArgGroup;
 import picocli.CommandLine.Command;
+import picocli.CommandLine.Model.CommandSpec;
+import picocli.CommandLine.ParameterException;
+import picocli.CommandLine.Spec;
 import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Option;
 
@@ -46,10 +50,17 @@ public final class ForkCommand {
                         + " network namespace dpr-H created for the run") List<String> hosts = new ArrayList<>();
         @Option(names = "--unicast", description = "with --host: serve every clone from this host (default: pages go to the"
                 + " hosts by multicast, each host serves its own clones)") boolean unicast;
+        /** With --host: how the page server's connections to the clones are protected (required then, like protect's). */
+        @ArgGroup(exclusive = true, multiplicity = "0..1") TlsOption.Choice tls;
         @Mixin AccelOption accel;
+        @Spec CommandSpec commandSpec;
 
         @Override
         public Integer call() throws Exception {
+            if (!hosts.isEmpty() && tls == null) {
+                throw new ParameterException(commandSpec.commandLine(),
+                        "--host needs --tls DIR (mutual TLS between the page server and the clones) or --insecure");
+            }
             List<RemoteHost> remoteHosts = new ArrayList<>();
             // the clones' hosts (namespaces) too are removed before the JVM exits on Ctrl-C
             GracefulStop stop = new GracefulStop("fork-run", Duration.ofSeconds(30));
@@ -71,7 +82,11 @@ public final class ForkCommand {
             HostCommand.run("qemu-img", "create", "-q", "-f", "qcow2", disk.toString(), "64M");
             String name = vmName != null ? vmName : "fork" + ProcessHandle.current().pid();
             VmSpec spec = VmLauncher.guestSpec(name, GuestImage.locate(), run, Map.of("doppel.dirty_rate", "2000")).memoryMiB(memMiB).build();
-            ForkOptions options = ForkOptions.defaults().withPageServer(PageServerOptions.defaults().withMulticast(!unicast));
+            PageServerOptions pageServer = PageServerOptions.defaults().withMulticast(!unicast);
+            if (tls != null) {
+                pageServer = pageServer.withTls(tls.load());
+            }
+            ForkOptions options = ForkOptions.defaults().withPageServer(pageServer);
             try (CloneController controller = new CloneController(launcher, options)) {
                 ForkableVm parent = controller.start(spec, disk, "qcow2");
                 stop.awaitLine(parent.console(), Pattern.compile("DOPPEL-READY"), Duration.ofSeconds(120));
@@ -87,6 +102,9 @@ public final class ForkCommand {
                 }
                 System.out.printf("forked into %d clones in %.1f ms (parent paused %.1f ms, descriptor %d bytes)%n",
                         clones, r.forkMs(), r.parentPauseMs(), r.descriptorBytes());
+                if (remote != null) {
+                    System.out.printf("page server links: %s%n", options.pageServer().tls());
+                }
                 System.out.printf("%-24s %-14s %-18s %8s %-22s%n", "CLONE", "IP", "MAC", "PID", "HOST");
                 for (int k = 0; k < r.clones().size(); k++) {
                     ForkableVm c = r.clones().get(k);

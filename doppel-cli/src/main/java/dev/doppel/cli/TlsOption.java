@@ -14,13 +14,21 @@ public final class TlsOption {
     @ArgGroup(exclusive = true, multiplicity = "1")
     Choice choice;
 
-    static final class Choice {
+    /**
+     * The choice itself, for a command that needs it only sometimes ({@code fork run} with
+     * {@code --host}): an {@code @ArgGroup(exclusive = true, multiplicity = "0..1")} field of this type.
+     */
+    public static final class Choice {
         @Option(names = "--tls", paramLabel = "DIR", description = "this host's certificate directory from 'doppel pki issue HOST' "
                 + "(mutual TLS on every link to other hosts)") Path dir;
         @Option(names = "--insecure", description = "plain TCP between hosts: no authentication, no encryption") boolean insecure;
+
+        public PeerTls load() throws IOException {
+            return insecure ? PeerTls.INSECURE : PeerTls.load(dir);
+        }
     }
 
     public PeerTls load() throws IOException {
-        return choice.insecure ? PeerTls.INSECURE : PeerTls.load(choice.dir);
+        return choice.load();
     }
 }

@@ -63,8 +63,13 @@ public final class ClonePageSession {
     private volatile State state = State.STARTING;
     private volatile boolean finishRequested;
     private volatile boolean shutReceived;
+    /** Killed, possibly while its connection was still being made (the TLS handshake takes a moment). */
+    private volatile boolean killed;
     private volatile Throwable failure;
-    private Socket socket;
+    /** What the protocol runs over: the TLS socket, or the TCP socket itself when insecure. */
+    private volatile Socket socket;
+    /** The TCP connection underneath: closing it cuts the session at once, whatever a writer holds. */
+    private volatile Socket tcp;
     private final byte[] pageBuffer = new byte[WireFormat.PAGE_SIZE];
     /** Background push position: block, page. */
     private int pushBlock;
@@ -111,9 +116,12 @@ public final class ClonePageSession {
                 pagesPushed.get(), bytesOnWire);
     }
 
-    /** Starts a fresh migration on a connected socket: setup, device state, then pages on request. */
-    void start(Socket connected) {
-        launch(connected, false);
+    /**
+     * Starts a fresh migration on a connected socket: setup, device state, then pages on request.
+     * {@code stream} is {@code tcp} itself, or the TLS session layered over it.
+     */
+    void start(Socket tcp, Socket stream) {
+        launch(tcp, stream, false);
     }
 
     /**
@@ -121,8 +129,8 @@ public final class ClonePageSession {
      * block's received bitmap (they become this session's sent bitmaps, so pages lost in flight are
      * sent again and no received page twice), then POSTCOPY_RESUME, then serves as usual.
      */
-    void resume(Socket connected) {
-        launch(connected, true);
+    void resume(Socket tcp, Socket stream) {
+        launch(tcp, stream, true);
     }
 
     /** Asks for the clean end: push every unsent non-zero page, END, EOF, wait for SHUT. */
@@ -133,11 +141,16 @@ public final class ClonePageSession {
 
     /** Cuts the connection without any end (what a crashed page server looks like to the clone). */
     void kill() {
+        killed = true;
         closeSocket();
     }
 
-    private void launch(Socket s, boolean resume) {
-        this.socket = s;
+    private void launch(Socket tcp, Socket stream, boolean resume) {
+        this.tcp = tcp;
+        this.socket = stream;
+        if (killed) {
+            closeSocket();   // the threads below then see the cut and report it
+        }
         Thread reader = new Thread(this::readReturnPath, "pagesrv-rp-" + clone);
         Thread sender = new Thread(() -> send(resume), "pagesrv-send-" + clone);
         reader.setDaemon(true);
@@ -218,7 +231,7 @@ public final class ClonePageSession {
             if (!advance(State.FINISHING, State.COMPLETED)) {
                 return;
             }
-            closeSocket();
+            closeCleanly();
             completed.complete(null);
             log.info("clone={} event=page-server-completed stats={}", clone, stats());
         } catch (IOException e) {
@@ -468,8 +481,12 @@ public final class ClonePageSession {
         completed.completeExceptionally(e);
     }
 
+    /**
+     * Closes the TCP connection, not the TLS socket: an SSLSocket's close first takes the record lock
+     * to send close_notify, and a sender blocked writing to a paused clone holds it.
+     */
     private void closeSocket() {
-        Socket s = socket;
+        Socket s = tcp;
         if (s != null) {
             try {
                 s.close();
@@ -477,5 +494,15 @@ public final class ClonePageSession {
                 // closing a socket that is already broken
             }
         }
+    }
+
+    /** The clean end (the sender, after SHUT): close_notify on a TLS session, then the connection. */
+    private void closeCleanly() {
+        try {
+            socket.close();
+        } catch (IOException ignored) {
+            // the destination may have closed first
+        }
+        closeSocket();
     }
 }

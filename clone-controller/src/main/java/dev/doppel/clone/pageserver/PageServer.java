@@ -22,6 +22,10 @@ import org.slf4j.LoggerFactory;
  * <p>The page server plays the migration <em>source</em>, so it dials out: {@link #serve} for a new
  * clone, {@link #resume} for a clone that lost its previous page server and was told
  * {@code migrate-recover}. It does not own the snapshot's files; closing it closes its sessions.
+ *
+ * <p>With mutual TLS ({@link PageServerOptions#tls}) every connection is layered before a byte of the
+ * protocol: the clone QEMU is the TLS server and asks for the page server's certificate, and the page
+ * server checks the clone's against the CA, so memory goes only to a trusted clone host.
  */
 public final class PageServer implements AutoCloseable {
     private static final Logger log = LoggerFactory.getLogger(PageServer.class);
@@ -61,14 +65,16 @@ public final class PageServer implements AutoCloseable {
      */
     public ClonePageSession serve(String clone, InetSocketAddress destination) {
         ClonePageSession s = newSession(clone);
-        s.start(connect(clone, destination, "connect"));
+        Socket tcp = connect(clone, destination, "connect");
+        s.start(tcp, secure(clone, tcp, destination, "connect"));
         return s;
     }
 
     /** Connects to a clone in {@code postcopy-recover} (after {@code migrate-recover}) and resumes it. */
     public ClonePageSession resume(String clone, InetSocketAddress destination) {
         ClonePageSession s = newSession(clone);
-        s.resume(connect(clone, destination, "reconnect"));
+        Socket tcp = connect(clone, destination, "reconnect");
+        s.resume(tcp, secure(clone, tcp, destination, "reconnect"));
         return s;
     }
 
@@ -130,6 +136,18 @@ public final class PageServer implements AutoCloseable {
         }
         throw new PageServerException(clone, step, "cannot reach " + destination + " within "
                 + options.connectTimeout().toMillis() + " ms", last);
+    }
+
+    /**
+     * The TLS client end over a connected socket (the socket itself when insecure). A failed
+     * handshake is not retried: whoever listens there is not a clone host of this installation.
+     */
+    private Socket secure(String clone, Socket tcp, InetSocketAddress destination, String step) {
+        try {
+            return options.tls().client(tcp, "page server " + name + " -> clone " + clone);
+        } catch (IOException e) {
+            throw new PageServerException(clone, step, "mutual TLS with " + destination + " failed: " + e.getMessage(), e);
+        }
     }
 
     /** Cuts every session that has not completed (a clone still needing pages pauses) and stops. */
