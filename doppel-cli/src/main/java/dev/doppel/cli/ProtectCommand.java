@@ -76,11 +76,11 @@ public final class ProtectCommand implements Callable<Integer> {
         GracefulStop stop = new GracefulStop("protect", Duration.ofSeconds(20));
         long pid = VmRecord.readFrom(dir).pid();
         EmbeddedCoordinator embedded = coordinator != null ? null : EmbeddedCoordinator.standalone(
-                new InetSocketAddress(localAddressTowards(control), 0), Files.createTempDirectory("doppel-zk-" + name), HostSockets.LOCAL);
+                new InetSocketAddress(localAddressTowards(control), 0), Files.createTempDirectory("doppel-zk-" + name), HostSockets.LOCAL, tls);
         String connect = coordinator != null ? coordinator : embedded.connectString();
         String me = holder != null ? holder : "primary@" + InetAddress.getLocalHost().getHostName();
         try (EmbeddedCoordinator ownedZk = embedded;
-             Coordinator coord = Coordinator.connect(connect, Coordinator.DEFAULT_SESSION, HostSockets.LOCAL, Duration.ofSeconds(10));
+             Coordinator coord = Coordinator.connect(connect, Coordinator.DEFAULT_SESSION, HostSockets.LOCAL, Duration.ofSeconds(10), tls);
              PrimaryFencing fencing = PrimaryFencing.claim(coord, name, me, ProcessHandle.of(pid).orElseThrow(
                      () -> new IllegalStateException("VM '" + name + "': QEMU pid " + pid + " is gone")), Duration.ofSeconds(10));
              QmpClient qmp = QmpClient.connectUnix(dir.qmpSocket(), name, Duration.ofSeconds(5))) {
