@@ -23,7 +23,8 @@ public final class BackupCommand {
         @Option(names = "--detection-ms", defaultValue = "500", description = "primary silent this long = lost (default ${DEFAULT-VALUE})") long detectionMs;
         @Option(names = "--seconds", defaultValue = "0", description = "stop after this many seconds (0 = until interrupted)") long seconds;
         @Option(names = "--coordinator", description = "ZooKeeper ensemble HOST:PORT,... deciding who runs each VM "
-                + "(default: the one each primary names, i.e. its controller's embedded server)") String coordinator;
+                + "(default: the one each primary names, i.e. its controller's embedded server); with --tls its secure client "
+                + "ports, reached with this host's certificate") String coordinator;
         @Option(names = "--name", description = "this backup host's name in ownership records (default: backup@HOST of --listen)") String holder;
         @Mixin AccelOption accel;
         @Mixin TlsOption tls;

@@ -82,7 +82,7 @@ public final class ProtectCommand implements Callable<Integer> {
         // process, not here: this command may crash or be restarted without a failover.
         GuardClient fencing = GuardProcess.attachOrStart(new GuardProcess.Spec(name, pid, me, dir.path(),
                 dir.path().resolve("guard.log"), null, coordinator,
-                coordinator != null ? null : new InetSocketAddress(localAddressTowards(control), 0), Coordinator.DEFAULT_SESSION,
+                coordinator != null ? null : new InetSocketAddress(localAddressTowards(control), 0), tls, Coordinator.DEFAULT_SESSION,
                 Duration.ofSeconds(10), false));
         GuardReply guardState = fencing.status();
         String connect = guardState.coordinator();

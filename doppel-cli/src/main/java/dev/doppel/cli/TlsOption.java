@@ -20,7 +20,7 @@ public final class TlsOption {
      */
     public static final class Choice {
         @Option(names = "--tls", paramLabel = "DIR", description = "this host's certificate directory from 'doppel pki issue HOST' "
-                + "(mutual TLS on every link to other hosts)") Path dir;
+                + "(mutual TLS on every link to other hosts, also to the ZooKeeper ensemble's secure client ports)") Path dir;
         @Option(names = "--insecure", description = "plain TCP between hosts: no authentication, no encryption") boolean insecure;
 
         public PeerTls load() throws IOException {

@@ -11,6 +11,7 @@ import dev.doppel.remus.fencing.ProcessDeath;
 import dev.doppel.remus.guard.GuardClient;
 import dev.doppel.remus.guard.GuardProcess;
 import dev.doppel.remus.testbed.CpuHog;
+import dev.doppel.tls.PeerTls;
 import dev.doppel.tls.Pki;
 import dev.doppel.vm.VmRecord;
 import dev.doppel.vm.VmRunDir;
@@ -66,11 +67,12 @@ class ControllerCrashIntegrationTest {
     @Test
     void killingTheControllerNeitherFencesNorFailsOverAndTheGuardsDeathDoes() throws Exception {
         work = Files.createTempDirectory(Path.of("/dev/shm"), "doppel-cc-");
-        EmbeddedCoordinator zk = EmbeddedCoordinator.standalone(new InetSocketAddress("127.0.0.1", 0), work.resolve("zk"),
-                HostSockets.LOCAL);
-        cleanup.add(zk);
         Pki.init(work.resolve("pki"), "controller crash test CA");
         String tls = Pki.issue(work.resolve("pki"), "127.0.0.1").toString();
+        // The ensemble is outside every Doppel process (here: one server in the test), over TLS too.
+        EmbeddedCoordinator zk = EmbeddedCoordinator.standalone(new InetSocketAddress("127.0.0.1", 0), work.resolve("zk"),
+                HostSockets.LOCAL, PeerTls.load(Path.of(tls)));
+        cleanup.add(zk);
         Path disk = work.resolve("disk.qcow2");
         HostCommand.run("qemu-img", "create", "-q", "-f", "qcow2", disk.toString(), "64M");
         int port = freePort();

@@ -205,6 +205,20 @@ public final class Pki {
         return out;
     }
 
+    /**
+     * The private key in {@code keyFile} as unencrypted PKCS#8 PEM ({@code PRIVATE KEY}), for readers that
+     * take only that form: ZooKeeper's {@code PemReader} matches an {@code EC PRIVATE KEY} header but
+     * decodes the body as PKCS#8, so the traditional files written here fail there with an invalid key
+     * spec. The files on disk stay in the traditional form (GnuTLS needs it); callers keep this in memory
+     * or in a private temporary file.
+     */
+    public static String pkcs8Pem(Path keyFile) throws IOException {
+        byte[] der = readKey(keyFile).getEncoded();
+        return "-----BEGIN PRIVATE KEY-----\n"
+                + java.util.Base64.getMimeEncoder(64, "\n".getBytes(java.nio.charset.StandardCharsets.US_ASCII)).encodeToString(der)
+                + "\n-----END PRIVATE KEY-----\n";
+    }
+
     static PrivateKey readKey(Path f) throws IOException {
         try (Reader r = Files.newBufferedReader(f); PEMParser p = new PEMParser(r)) {
             Object o = p.readObject();

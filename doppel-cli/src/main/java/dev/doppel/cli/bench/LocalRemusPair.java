@@ -73,8 +73,8 @@ final class LocalRemusPair implements AutoCloseable {
                     }
                 });
         control = new ControlServer(new InetSocketAddress("127.0.0.1", 0), HostSockets.LOCAL, tls);
-        zookeeper = EmbeddedCoordinator.standalone(new InetSocketAddress("127.0.0.1", 0), storeRoot.resolve("zk"), HostSockets.LOCAL);
-        coordination = Coordinator.connect(zookeeper.connectString(), Coordinator.DEFAULT_SESSION, HostSockets.LOCAL, Duration.ofSeconds(10));
+        zookeeper = EmbeddedCoordinator.standalone(new InetSocketAddress("127.0.0.1", 0), storeRoot.resolve("zk"), HostSockets.LOCAL, tls);
+        coordination = Coordinator.connect(zookeeper.connectString(), Coordinator.DEFAULT_SESSION, HostSockets.LOCAL, Duration.ofSeconds(10), tls);
         guard = new BackupGuard(stock, spec.toBuilder().name(spec.name() + "-bk").build(), endpoint, detection,
                 BackupGuard.Fencing.of(coordination, "backup@local"));
         control.register(spec.name(), guard::onControl);

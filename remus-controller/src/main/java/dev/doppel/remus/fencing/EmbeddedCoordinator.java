@@ -1,6 +1,7 @@
 package dev.doppel.remus.fencing;
 
 import dev.doppel.hostnet.HostSockets;
+import dev.doppel.tls.PeerTls;
 import java.io.IOException;
 import java.net.InetSocketAddress;
 import java.net.ServerSocket;
@@ -22,6 +23,12 @@ import org.slf4j.LoggerFactory;
  *
  * <p>tickTime 100 ms: ZooKeeper bounds session timeouts to 2–20 ticks by default, so Doppel's
  * sub-second to few-second sessions need a short tick (the upper bound is raised to 60 s).
+ *
+ * <p>With a secure {@link PeerTls} the server has no plain client port: it listens on a secure one
+ * (Netty, TLS 1.3) that requires a client certificate from the host identity's CA, and the members of
+ * an ensemble talk to each other over TLS too ({@code sslQuorum}). ZooKeeper keeps server TLS settings
+ * process-wide (system properties), so all secure servers of one process share one identity (see
+ * {@link ZooKeeperTls#claimServer}).
  */
 public final class EmbeddedCoordinator implements AutoCloseable {
     private static final Logger log = LoggerFactory.getLogger(EmbeddedCoordinator.class);
@@ -29,36 +36,42 @@ public final class EmbeddedCoordinator implements AutoCloseable {
     private final ZooKeeperServerEmbedded server;
     private final Path dataDir;
     private final String connectString;
+    private final boolean secure;
 
-    private EmbeddedCoordinator(ZooKeeperServerEmbedded server, Path dataDir, String connectString) {
+    private EmbeddedCoordinator(ZooKeeperServerEmbedded server, Path dataDir, String connectString, boolean secure) {
         this.server = server;
         this.dataDir = dataDir;
         this.connectString = connectString;
+        this.secure = secure;
     }
 
-    /** A standalone server on {@code address} (port 0: a free one), data in {@code dataDir}. */
-    public static EmbeddedCoordinator standalone(InetSocketAddress address, Path dataDir, HostSockets host) throws IOException {
+    /**
+     * A standalone server on {@code address} (port 0: a free one), data in {@code dataDir}; with a secure
+     * {@code tls}, {@code address} is its secure client port and the only one.
+     */
+    public static EmbeddedCoordinator standalone(InetSocketAddress address, Path dataDir, HostSockets host, PeerTls tls)
+            throws IOException {
         int port = address.getPort() != 0 ? address.getPort() : freePort(address, host);
         Properties p = baseConfig(dataDir);
-        p.setProperty("clientPort", Integer.toString(port));
-        p.setProperty("clientPortAddress", address.getAddress().getHostAddress());
+        clientPort(p, new InetSocketAddress(address.getAddress(), port), tls);
         String connect = address.getAddress().getHostAddress() + ":" + port;
-        EmbeddedCoordinator c = start(p, dataDir, connect, host);
-        log.warn("event=embedded-coordinator connect={} note=\"single ZooKeeper server in this process: for one machine and "
-                + "tests only; use --coordinator with a 3- or 5-server ensemble on other hosts for real use\"", connect);
+        EmbeddedCoordinator c = start(p, dataDir, connect, host, tls, false);
+        log.warn("event=embedded-coordinator connect={} tls=\"{}\" note=\"single ZooKeeper server in this process: for one "
+                + "machine and tests only; use --coordinator with a 3- or 5-server ensemble on other hosts for real use\"",
+                connect, tls);
         return c;
     }
 
     /**
      * Member {@code myId} (1-based) of an ensemble whose members are {@code members} (client address
-     * of each; quorum and election ports are the client port + 1 and + 2).
+     * of each; quorum and election ports are the client port + 1 and + 2). With a secure {@code tls},
+     * the client address is a secure port and the quorum and election links run over TLS.
      */
-    public static EmbeddedCoordinator member(int myId, java.util.List<InetSocketAddress> members, Path dataDir, HostSockets host)
-            throws IOException {
+    public static EmbeddedCoordinator member(int myId, java.util.List<InetSocketAddress> members, Path dataDir, HostSockets host,
+                                             PeerTls tls) throws IOException {
         Properties p = baseConfig(dataDir);
         InetSocketAddress me = members.get(myId - 1);
-        p.setProperty("clientPort", Integer.toString(me.getPort()));
-        p.setProperty("clientPortAddress", me.getAddress().getHostAddress());
+        clientPort(p, me, tls);
         p.setProperty("initLimit", "50");
         p.setProperty("syncLimit", "10");
         StringBuilder connect = new StringBuilder();
@@ -70,7 +83,14 @@ public final class EmbeddedCoordinator implements AutoCloseable {
         }
         Files.createDirectories(dataDir);
         Files.writeString(dataDir.resolve("myid"), myId + "\n");
-        return start(p, dataDir, connect.toString(), host);
+        return start(p, dataDir, connect.toString(), host, tls, true);
+    }
+
+    /** The plain client port, or with TLS only the secure one (a plain port would let anyone in). */
+    private static void clientPort(Properties p, InetSocketAddress address, PeerTls tls) {
+        String prefix = tls.secure() ? "secureClientPort" : "clientPort";
+        p.setProperty(prefix, Integer.toString(address.getPort()));
+        p.setProperty(prefix + "Address", address.getAddress().getHostAddress());
     }
 
     private static Properties baseConfig(Path dataDir) {
@@ -85,23 +105,33 @@ public final class EmbeddedCoordinator implements AutoCloseable {
         return p;
     }
 
-    private static EmbeddedCoordinator start(Properties p, Path dataDir, String connect, HostSockets host) throws IOException {
+    private static EmbeddedCoordinator start(Properties p, Path dataDir, String connect, HostSockets host, PeerTls peerTls,
+                                             boolean quorum) throws IOException {
         Files.createDirectories(dataDir);
+        boolean secure = peerTls.secure();
+        if (secure) {
+            ZooKeeperTls.claimServer(peerTls).serverConfig(p, quorum);
+        }
         ZooKeeperServerEmbedded s;
         try {
             s = ZooKeeperServerEmbedded.builder().baseDir(dataDir).configuration(p).exitHandler(ExitHandler.LOG_ONLY).build();
+            if (secure) {
+                ZooKeeperTls.refreshClientCertificateCheck();
+            }
             ZooKeeperServerEmbedded started = s;
             // Started on a thread inside the host's namespace: the server's threads (and sockets) stay there.
             host.within(() -> {
                 started.start();
                 return null;
             });
-        } catch (IOException e) {
-            throw e;
         } catch (Exception e) {
-            throw new IOException("starting the embedded ZooKeeper at " + connect + ": " + e.getMessage(), e);
+            if (secure) {
+                ZooKeeperTls.releaseServer();
+            }
+            throw e instanceof IOException io ? io
+                    : new IOException("starting the embedded ZooKeeper at " + connect + ": " + e.getMessage(), e);
         }
-        return new EmbeddedCoordinator(s, dataDir, connect);
+        return new EmbeddedCoordinator(s, dataDir, connect, secure);
     }
 
     private static int freePort(InetSocketAddress address, HostSockets host) throws IOException {
@@ -118,6 +148,9 @@ public final class EmbeddedCoordinator implements AutoCloseable {
     @Override
     public void close() {
         server.close();
+        if (secure) {
+            ZooKeeperTls.releaseServer();
+        }
         try (var files = Files.walk(dataDir)) {
             for (Path f : files.sorted(Comparator.reverseOrder()).toList()) {
                 Files.deleteIfExists(f);

@@ -1,6 +1,7 @@
 package dev.doppel.remus.guard;
 
 import dev.doppel.hostnet.HostCommand;
+import dev.doppel.tls.PeerTls;
 import dev.doppel.vm.ChildProcesses;
 import java.io.IOException;
 import java.net.InetSocketAddress;
@@ -30,11 +31,12 @@ public final class GuardProcess {
      * @param log           the guard's log file (its dead man's goes beside it)
      * @param netns         the VM's network namespace (null: this one)
      * @param coordinator   an ensemble's connect string, or null to embed one server at {@code embedAt}
+     * @param tls           the host's identity for the ZooKeeper sessions (and the embedded server), or insecure
      * @param dieWithCaller also end the guard (and so the VM) when the calling JVM dies: for tests and
      *                      benches whose QEMUs die with them; a CLI controller passes false
      */
     public record Spec(String vm, long qemuPid, String holder, Path runDir, Path log, String netns, String coordinator,
-                       InetSocketAddress embedAt, Duration session, Duration claimWait, boolean dieWithCaller) {
+                       InetSocketAddress embedAt, PeerTls tls, Duration session, Duration claimWait, boolean dieWithCaller) {
         Path socket() {
             return runDir.resolve("guard.sock");
         }
@@ -83,6 +85,9 @@ public final class GuardProcess {
                 "--vm", s.vm(), "--qemu-pid", Long.toString(s.qemuPid()), "--holder", s.holder(),
                 "--socket", s.socket().toString(), "--dead-man-log", logFile.resolveSibling(logFile.getFileName() + ".deadman").toString(),
                 "--session-ms", Long.toString(s.session().toMillis()), "--claim-wait-ms", Long.toString(s.claimWait().toMillis())));
+        if (s.tls().secure()) {
+            argv.addAll(List.of("--tls", s.tls().directory().toString()));
+        }
         if (s.coordinator() != null) {
             argv.addAll(List.of("--coordinator", s.coordinator()));
         } else {

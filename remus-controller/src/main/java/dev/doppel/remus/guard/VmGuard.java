@@ -8,6 +8,7 @@ import dev.doppel.remus.fencing.FencingException;
 import dev.doppel.remus.fencing.OwnershipRecord;
 import dev.doppel.remus.fencing.PrimaryFencing;
 import dev.doppel.remus.fencing.ProcessDeath;
+import dev.doppel.tls.PeerTls;
 import java.io.BufferedReader;
 import java.io.IOException;
 import java.io.InputStreamReader;
@@ -51,7 +52,11 @@ public final class VmGuard implements AutoCloseable {
 
     /** Everything a guard is started with (the command line of {@link GuardMain}). */
     public record Config(String vm, long qemuPid, String holder, Path socket, Path deadManLog, String coordinator, InetSocketAddress embedAt,
-                         Path zkDir, Duration session, Duration claimWait) {
+                         Path tlsDir, Path zkDir, Duration session, Duration claimWait) {
+        /** The host's TLS identity for the ZooKeeper sessions and the embedded server (insecure without one). */
+        PeerTls tls() throws IOException {
+            return tlsDir == null ? PeerTls.INSECURE : PeerTls.load(tlsDir);
+        }
     }
 
     private final Config config;
@@ -84,11 +89,12 @@ public final class VmGuard implements AutoCloseable {
         PrimaryFencing fencing = null;
         DeadMan deadMan = null;
         try {
+            PeerTls tls = c.tls();
             if (c.coordinator() == null) {
-                embedded = EmbeddedCoordinator.standalone(c.embedAt(), c.zkDir(), HostSockets.LOCAL);
+                embedded = EmbeddedCoordinator.standalone(c.embedAt(), c.zkDir(), HostSockets.LOCAL, tls);
             }
             String connect = c.coordinator() != null ? c.coordinator() : embedded.connectString();
-            coordinator = Coordinator.connect(connect, c.session(), HostSockets.LOCAL, Duration.ofSeconds(10));
+            coordinator = Coordinator.connect(connect, c.session(), HostSockets.LOCAL, Duration.ofSeconds(10), tls);
             fencing = PrimaryFencing.claim(coordinator, c.vm(), c.holder(), qemu, c.claimWait());
             deadMan = DeadMan.arm(c.vm(), c.qemuPid(), c.deadManLog());
             Files.deleteIfExists(c.socket());

@@ -51,6 +51,7 @@ public final class BackupService implements AutoCloseable {
     /** Failed-over VMs whose protection entry was replaced by a newer one: still owned here. */
     private final List<BackupGuard.Failover> restored = new java.util.concurrent.CopyOnWriteArrayList<>();
     private final String coordinator;
+    private final dev.doppel.tls.PeerTls tls;
     private final String holder;
     /** Sessions to coordination services, by connect string (one per ensemble, shared by its VMs). */
     private final Map<String, Coordinator> sessions = new ConcurrentHashMap<>();
@@ -87,13 +88,15 @@ public final class BackupService implements AutoCloseable {
     /**
      * @param coordinator the ensemble's connect string, or null to use the one each primary names
      * @param holder      this backup host's name in ownership records
-     * @param tls         what a primary must present on the control and replication ports
+     * @param tls         what a primary must present on the control and replication ports, and this host's
+     *                    identity towards the coordination service
      */
     public BackupService(VmLauncher launcher, InetSocketAddress listen, Path storeRoot, Duration detection,
                          NicSpec.Netdev nicBackend, String coordinator, String holder, dev.doppel.tls.PeerTls tls,
                          Consumer<String> events) throws IOException {
         this.coordinator = coordinator;
         this.holder = holder;
+        this.tls = tls;
         this.launcher = launcher;
         this.listen = listen;
         this.detection = detection;
@@ -179,7 +182,7 @@ public final class BackupService implements AutoCloseable {
         }
         Coordinator c = sessions.get(cs);
         if (c == null) {
-            c = Coordinator.connect(cs, Coordinator.DEFAULT_SESSION, HostSockets.LOCAL, Duration.ofSeconds(10));
+            c = Coordinator.connect(cs, Coordinator.DEFAULT_SESSION, HostSockets.LOCAL, Duration.ofSeconds(10), tls);
             sessions.put(cs, c);
             events.accept("coordination service " + cs + " connected (session " + Coordinator.DEFAULT_SESSION.toMillis() + " ms)");
         }

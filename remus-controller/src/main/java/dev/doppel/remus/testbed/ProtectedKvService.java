@@ -127,16 +127,19 @@ public final class ProtectedKvService implements AutoCloseable {
             List<RemusTestbed.Host> hosts = bed.coordinators();
             if (hosts.size() == 1) {
                 zookeeper = EmbeddedCoordinator.standalone(new InetSocketAddress(bed.coordinator().ip(), 2181), work.resolve("zk"),
-                        bed.coordinator().sockets());
+                        bed.coordinator().sockets(), tls(bed.coordinator()));
             } else {
                 List<InetSocketAddress> members = hosts.stream().map(h -> new InetSocketAddress(h.ip(), 2181)).toList();
+                // One identity for all members: ZooKeeper keeps server TLS settings process-wide.
+                PeerTls memberTls = tls(bed.coordinator());
                 for (int i = 0; i < hosts.size(); i++) {
-                    ensemble.add(EmbeddedCoordinator.member(i + 1, members, work.resolve("zk" + (i + 1)), hosts.get(i).sockets()));
+                    ensemble.add(EmbeddedCoordinator.member(i + 1, members, work.resolve("zk" + (i + 1)), hosts.get(i).sockets(),
+                            memberTls));
                 }
                 zookeeper = ensemble.get(0);
             }
             backupCoordination = Coordinator.connect(zookeeper.connectString(), Coordinator.DEFAULT_SESSION,
-                    bed.backup().sockets(), Duration.ofSeconds(10));
+                    bed.backup().sockets(), Duration.ofSeconds(10), tls(bed.backup()));
         } catch (FencingException e) {
             throw new IOException(e.getMessage(), e);
         }
@@ -144,7 +147,8 @@ public final class ProtectedKvService implements AutoCloseable {
 
     /**
      * The host's TLS identity: the testbed has a CA of its own (made on first use) and a certificate per
-     * host, so the control channel and the replication stream run over mutual TLS as in production.
+     * host, so the control channel, the replication stream and the ZooKeeper sessions run over mutual
+     * TLS as in production.
      */
     private PeerTls tls(RemusTestbed.Host h) throws IOException {
         Path pki = work.resolve("pki");
@@ -235,7 +239,7 @@ public final class ProtectedKvService implements AutoCloseable {
             // A guard process of its own, as in production: the lease does not live in the controller.
             primaryFencing = GuardProcess.attachOrStart(new GuardProcess.Spec(name, primary.pid(), primaryHolder(),
                     primary.runDir().path(), guardLog(), bed.primary().ns().name(), zookeeper.connectString(), null,
-                    Coordinator.DEFAULT_SESSION, Duration.ofSeconds(5), true));
+                    tls(bed.primary()), Coordinator.DEFAULT_SESSION, Duration.ofSeconds(5), true));
         }
         protector = new PrimaryProtector(name, primary.qmp(),
                 () -> new ProtectionTarget(new InetSocketAddress(b.ip(), liveEndpoint().port()), guard.storeId(),

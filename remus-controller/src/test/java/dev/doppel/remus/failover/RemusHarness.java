@@ -75,12 +75,14 @@ final class RemusHarness implements AutoCloseable {
         proxy = new FreezableProxy(new InetSocketAddress(hostSideIp, 0), new InetSocketAddress("127.0.0.1", 1));
         // The coordination service on the host side; the primary's session goes over the primary host's link.
         zookeeper = dev.doppel.remus.fencing.EmbeddedCoordinator.standalone(new InetSocketAddress(hostSideIp, 0),
-                storeRoot.resolve("zk"), dev.doppel.hostnet.HostSockets.LOCAL);
+                storeRoot.resolve("zk"), dev.doppel.hostnet.HostSockets.LOCAL,
+                dev.doppel.tls.PeerTls.INSECURE);
         primaryCoordination = dev.doppel.remus.fencing.Coordinator.connect(zookeeper.connectString(),
                 dev.doppel.remus.fencing.Coordinator.DEFAULT_SESSION, dev.doppel.hostnet.HostSockets.inNamespace(primaryHost.name()),
-                Duration.ofSeconds(10));
+                Duration.ofSeconds(10), dev.doppel.tls.PeerTls.INSECURE);
         backupCoordination = dev.doppel.remus.fencing.Coordinator.connect(zookeeper.connectString(),
-                dev.doppel.remus.fencing.Coordinator.DEFAULT_SESSION, dev.doppel.hostnet.HostSockets.LOCAL, Duration.ofSeconds(10));
+                dev.doppel.remus.fencing.Coordinator.DEFAULT_SESSION, dev.doppel.hostnet.HostSockets.LOCAL, Duration.ofSeconds(10),
+                dev.doppel.tls.PeerTls.INSECURE);
     }
 
     /** A backup endpoint (new store) for the VM, with a guard that fails over to a VM named NAME-bk. */

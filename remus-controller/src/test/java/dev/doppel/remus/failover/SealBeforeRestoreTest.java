@@ -5,6 +5,7 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.doppel.hostnet.HostSockets;
+import dev.doppel.tls.PeerTls;
 import dev.doppel.remus.backup.BackupServer;
 import dev.doppel.remus.backup.BackupStore;
 import dev.doppel.remus.colo.EpochListener;
@@ -56,11 +57,11 @@ class SealBeforeRestoreTest {
         Path root = stores.newDir();
         AtomicLong committed = new AtomicLong(-1);
         try (EmbeddedCoordinator zk = EmbeddedCoordinator.standalone(new InetSocketAddress("127.0.0.1", 0), root.resolve("zk"),
-                HostSockets.LOCAL);
+                HostSockets.LOCAL, PeerTls.INSECURE);
              Coordinator primarySide = Coordinator.connect(zk.connectString(), Coordinator.DEFAULT_SESSION, HostSockets.LOCAL,
-                     Duration.ofSeconds(10));
+                     Duration.ofSeconds(10), PeerTls.INSECURE);
              Coordinator backupSide = Coordinator.connect(zk.connectString(), Coordinator.DEFAULT_SESSION, HostSockets.LOCAL,
-                     Duration.ofSeconds(10));
+                     Duration.ofSeconds(10), PeerTls.INSECURE);
              BackupServer server = new BackupServer(root.resolve("stores"))) {
             BackupServer.Endpoint ep = server.listen(ProtectedVm.named(VM).withMachine(rec.machineType, 128L << 20),
                     new InetSocketAddress(InetAddress.getLoopbackAddress(), 0), new EpochListener() {

@@ -5,6 +5,7 @@ import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.doppel.hostnet.HostSockets;
+import dev.doppel.tls.PeerTls;
 import java.net.InetSocketAddress;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -27,9 +28,11 @@ class VmLeaseTest {
     @BeforeEach
     void start() throws Exception {
         dir = Files.createTempDirectory("doppel-zk-test");
-        zk = EmbeddedCoordinator.standalone(new InetSocketAddress("127.0.0.1", 0), dir, HostSockets.LOCAL);
-        primary = Coordinator.connect(zk.connectString(), Duration.ofMillis(1000), HostSockets.LOCAL, Duration.ofSeconds(10));
-        backup = Coordinator.connect(zk.connectString(), Duration.ofMillis(1000), HostSockets.LOCAL, Duration.ofSeconds(10));
+        zk = EmbeddedCoordinator.standalone(new InetSocketAddress("127.0.0.1", 0), dir, HostSockets.LOCAL, PeerTls.INSECURE);
+        primary = Coordinator.connect(zk.connectString(), Duration.ofMillis(1000), HostSockets.LOCAL, Duration.ofSeconds(10),
+                PeerTls.INSECURE);
+        backup = Coordinator.connect(zk.connectString(), Duration.ofMillis(1000), HostSockets.LOCAL, Duration.ofSeconds(10),
+                PeerTls.INSECURE);
     }
 
     @AfterEach

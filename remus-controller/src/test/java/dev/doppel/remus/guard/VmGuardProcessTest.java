@@ -11,6 +11,8 @@ import dev.doppel.remus.fencing.FencingException;
 import dev.doppel.remus.fencing.OwnershipRecord;
 import dev.doppel.remus.fencing.ProcessDeath;
 import dev.doppel.remus.fencing.VmLease;
+import dev.doppel.tls.PeerTls;
+import dev.doppel.tls.Pki;
 import java.net.InetSocketAddress;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -34,12 +36,16 @@ class VmGuardProcessTest {
     private Coordinator backupSide;
     private Path runDir;
     private Process guarded;
+    private PeerTls tls;
 
     @BeforeEach
     void start() throws Exception {
         runDir = Files.createTempDirectory("doppel-guard-test");
-        zk = EmbeddedCoordinator.standalone(new InetSocketAddress("127.0.0.1", 0), runDir.resolve("zk"), HostSockets.LOCAL);
-        backupSide = Coordinator.connect(zk.connectString(), SESSION, HostSockets.LOCAL, Duration.ofSeconds(10));
+        // Over mutual TLS, as in production: the guard's own ZooKeeper session included.
+        Pki.init(runDir.resolve("pki"), "guard test CA");
+        tls = PeerTls.load(Pki.issue(runDir.resolve("pki"), "127.0.0.1"));
+        zk = EmbeddedCoordinator.standalone(new InetSocketAddress("127.0.0.1", 0), runDir.resolve("zk"), HostSockets.LOCAL, tls);
+        backupSide = Coordinator.connect(zk.connectString(), SESSION, HostSockets.LOCAL, Duration.ofSeconds(10), tls);
         guarded = new ProcessBuilder("sleep", "600").start();
     }
 
@@ -54,8 +60,7 @@ class VmGuardProcessTest {
 
     private GuardClient startGuard(String vm) throws Exception {
         return GuardProcess.attachOrStart(new GuardProcess.Spec(vm, guarded.pid(), "primary@test", runDir, runDir.resolve("guard.log"),
-                null, zk.connectString(),
-                null, SESSION, Duration.ofSeconds(5), true));
+                null, zk.connectString(), null, tls, SESSION, Duration.ofSeconds(5), true));
     }
 
     @Test
