@@ -45,7 +45,7 @@ public final class HaFaultsBench implements Callable<Integer> {
             new Scenario("primary and backup partitioned, CPU saturated", Loss.PARTITION, true),
             new Scenario("one ensemble member lost", Loss.COORDINATOR_MEMBER_LOST, false),
             new Scenario("backup killed and restarted", Loss.BACKUP_RESTARTED, false),
-            new Scenario("hostile peers (plain, other CA)", Loss.ROGUE_PEERS, false));
+            new Scenario("hostile peers (plain, other CA; trusted peer replaying control)", Loss.ROGUE_PEERS, false));
 
     @Override
     public Integer call() throws Exception {

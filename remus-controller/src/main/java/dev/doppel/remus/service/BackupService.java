@@ -163,7 +163,10 @@ public final class BackupService implements AutoCloseable {
             control.register(vm, guard::onControl);
             guard.failover().whenComplete((f, err) -> events.accept(err == null
                     ? String.format("VM %s FAILED OVER from epoch %d in %.0f ms (%s); running as pid %d", vm, f.epoch(), f.failoverMs(), f.cause(), f.vm().pid())
-                    : "VM " + vm + ": failover FAILED: " + err.getMessage()));
+                    : guard.state() == BackupGuard.State.STALE
+                            // The right outcome, not a fault: the primary went on without this store.
+                            ? "VM " + vm + ": not failing over: this store is stale (" + err.getMessage() + ")"
+                            : "VM " + vm + ": failover FAILED: " + err.getMessage()));
             vms.put(vm, new Protected(vm, endpoint, guard, window));
             events.accept("VM " + vm + " protected: replication port " + endpoint.port() + ", " + req.guest().memoryMiB() + " MiB");
             return ProtectReply.ready(vm, endpoint.port(), guard.storeId(), endpoint.disks() == null ? Map.of() : endpoint.disks().ports());
