@@ -74,6 +74,8 @@ public final class BackupStore implements AutoCloseable {
     private final String vmName;
     private CommitRecord committed;
     private final List<FileChannel> blockFiles = new ArrayList<>();
+    /** Forensics, off unless asked for: per block, the last committed epoch that carried each page. */
+    private volatile long[][] pageEpochs;
     private byte[] deviceState;
     private FaultInjector faults = step -> { };
     /** Pages of the last commit still being written to the memory files (see {@link #commitAndApplyLater}). */
@@ -170,7 +172,7 @@ public final class BackupStore implements AutoCloseable {
                 // Crashed after the commit point, before the pages were all applied: finish it.
                 EpochStaging redo = RedoLog.read(dir.resolve(rec.redoFile()), rec.redoLength(), rec.epoch(),
                         rec.metadata().pageSize(), rec.redoCrc());
-                apply(redo);
+                apply(redo, rec.epoch());
                 forceBlockFiles();
                 log.info("vm={} epoch={} event=redo-replayed pages={}", vmName, rec.epoch(), redo.records());
             }
@@ -419,7 +421,7 @@ public final class BackupStore implements AutoCloseable {
         long t0 = System.nanoTime();
         try {
             faults.at("committed");
-            apply(staging);
+            apply(staging, epoch);
             forceBlockFiles();
             String devFile = "device-" + epoch + ".bin";
             if (!previousDev.equals(devFile)) {
@@ -443,8 +445,14 @@ public final class BackupStore implements AutoCloseable {
     }
 
     /** Writes the staged pages to the memory files; consecutive data pages of one block in one call. */
-    private void apply(EpochStaging s) throws IOException {
+    private void apply(EpochStaging s, long epoch) throws IOException {
         int ps = s.pageSize();
+        long[][] history = pageEpochs;
+        if (history != null) {
+            for (int r = 0; r < s.records(); r++) {
+                history[s.blockAt(r)][(int) (s.offsetAt(r) / ps)] = epoch;
+            }
+        }
         byte[] arena = s.arena();
         int dataPos = 0;
         ByteBuffer fillPage = ByteBuffer.allocate(ps);
@@ -474,6 +482,31 @@ public final class BackupStore implements AutoCloseable {
                 faults.at("half-applied");
             }
         }
+    }
+
+    /**
+     * From now on, remembers for every page the last committed epoch that carried it (8 bytes per
+     * page). For tests that hunt a page the primary never sent: a page that differs from the primary's
+     * and was last carried long ago was not sent; one carried in the compared epoch was sent.
+     */
+    public synchronized void trackPageEpochs() throws IOException {
+        StoreMetadata meta = requireCommitted("track page epochs");
+        long[][] h = new long[meta.blocks().size()][];
+        for (int b = 0; b < h.length; b++) {
+            h[b] = new long[(int) (meta.blocks().get(b).usedLength() / meta.pageSize())];
+            Arrays.fill(h[b], -1);
+        }
+        pageEpochs = h;
+    }
+
+    /** The last committed epoch (applied) that carried the page, -1 if none since tracking began. */
+    public synchronized long lastEpochOfPage(int block, long offset) throws IOException {
+        awaitApplied();
+        long[][] h = pageEpochs;
+        if (h == null) {
+            throw new IllegalStateException("VM '" + vmName + "': page epochs are not tracked (trackPageEpochs)");
+        }
+        return h[block][(int) (offset / requireCommitted("read page epochs").pageSize())];
     }
 
     private void forceBlockFiles() throws IOException {

@@ -43,7 +43,8 @@ class RemusMemoryIntegrationTest {
 
     @TempDir Path tmp;
 
-    record Comparison(long epoch, List<Long> differingPages, long pages) {
+    /** @param lastCarried per differing page, the last committed epoch whose checkpoint carried it */
+    record Comparison(long epoch, List<Long> differingPages, long pages, List<Long> lastCarried) {
     }
 
     @Test
@@ -57,14 +58,23 @@ class RemusMemoryIntegrationTest {
             kv.startBackup(TestVms.launcher(), Duration.ofMillis(500));
             // A comparison keeps the primary stopped for a while: allow the pause.
             kv.protect(new ProtectionOptions(Duration.ofMillis(50), Duration.ofSeconds(10), Duration.ofSeconds(120), Duration.ZERO));
+            kv.endpoint().store().trackPageEpochs();
             AtomicLong nextCompare = new AtomicLong(Long.MAX_VALUE);
+            Object comparing = new Object();
             kv.onCommit(epoch -> {
-                if (epoch >= nextCompare.get()) {
-                    nextCompare.set(epoch + 40);
-                    try {
-                        comparisons.add(compare(epoch, ram, kv.endpoint().store().memoryFile()));
-                    } catch (IOException e) {
-                        throw new java.io.UncheckedIOException(e);
+                synchronized (comparing) {
+                    if (epoch >= nextCompare.get()) {
+                        nextCompare.set(epoch + 40);
+                        try {
+                            Comparison c = compare(epoch, ram, kv.endpoint().store().memoryFile());
+                            List<Long> carried = new ArrayList<>();
+                            for (long page : c.differingPages()) {
+                                carried.add(kv.endpoint().store().lastEpochOfPage(0, page * PAGE));
+                            }
+                            comparisons.add(new Comparison(c.epoch(), c.differingPages(), c.pages(), carried));
+                        } catch (IOException e) {
+                            throw new java.io.UncheckedIOException(e);
+                        }
                     }
                 }
             });
@@ -78,6 +88,12 @@ class RemusMemoryIntegrationTest {
                 while (System.nanoTime() < end) {
                     Thread.sleep(1000);
                 }
+                // No comparison once protection is being stopped: leaving COLO resumes the guest before
+                // the backup's last acknowledgement, so the last epoch's pages move under the comparison.
+                nextCompare.set(Long.MAX_VALUE);
+                synchronized (comparing) {
+                    // a comparison in progress has ended
+                }
                 log.info("{} PUTs acknowledged, {} comparisons", client.acks().size(), comparisons.size());
             }
         } finally {
@@ -85,8 +101,9 @@ class RemusMemoryIntegrationTest {
         }
         List<String> bad = new ArrayList<>();
         for (Comparison c : comparisons) {
-            log.info("epoch {}: {} of {} pages differ {}", c.epoch(), c.differingPages().size(), c.pages(),
-                    c.differingPages().stream().limit(20).map(p -> "0x" + Long.toHexString(p * PAGE)).toList());
+            log.info("epoch {}: {} of {} pages differ {}, last carried in epochs {}", c.epoch(), c.differingPages().size(), c.pages(),
+                    c.differingPages().stream().limit(20).map(p -> "0x" + Long.toHexString(p * PAGE)).toList(),
+                    c.lastCarried().stream().limit(20).toList());
             if (!c.differingPages().isEmpty()) {
                 bad.add("epoch " + c.epoch() + ": " + c.differingPages().size());
             }
@@ -111,7 +128,7 @@ class RemusMemoryIntegrationTest {
                     }
                 }
             }
-            return new Comparison(epoch, differ, size / PAGE);
+            return new Comparison(epoch, differ, size / PAGE, List.of());
         }
     }
 }
