@@ -64,12 +64,15 @@ public final class DiskImageVm {
     }
 
     /**
-     * A fresh qcow2 overlay at {@code overlay} whose backing file is {@code image} (absolute path):
-     * the guest writes into the overlay, the image stays untouched. An existing overlay is replaced.
+     * A fresh qcow2 overlay at {@code overlay} whose backing file is {@code image}: the guest writes
+     * into the overlay, the image stays untouched. The backing path is the image's real path, so a
+     * symlink that later points elsewhere (the cache's {@code current}) does not change the disk
+     * under a running VM. An existing overlay is replaced.
      */
     public static Path createOverlay(Path image, Path overlay) {
         String format = format(image);
         try {
+            image = image.toRealPath();
             Files.createDirectories(overlay.toAbsolutePath().getParent());
             Files.deleteIfExists(overlay);
         } catch (IOException e) {
