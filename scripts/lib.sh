@@ -47,3 +47,10 @@ debian_mirror() {
   [ -n "$uri" ] || die "cannot find the machine's Debian mirror in /etc/apt/sources.list{,.d}"
   echo "$uri"
 }
+
+# The machine's Debian security mirror (…/debian-security), or nothing if it has none configured.
+debian_security_mirror() {
+  { grep -hs -A3 -E '^Types:.*deb' /etc/apt/sources.list.d/*.sources 2>/dev/null | sed -n 's/^URIs:[[:space:]]*//p'
+    grep -hs -E '^deb[[:space:]]' /etc/apt/sources.list 2>/dev/null | awk '{print $2}'
+  } | grep -E -- '-security/?$' | head -1 || true
+}
