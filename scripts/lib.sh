@@ -19,6 +19,12 @@ guest_dir() {
   readlink -f "$DOPPEL_CACHE/guest/current" 2>/dev/null || true
 }
 
+# The real guest disk (Debian 12 with PostgreSQL) scripts/build-real-guest produced for the current sources.
+real_guest_image() {
+  local d; d=$(readlink -f "$DOPPEL_CACHE/real-guest/current" 2>/dev/null) || true
+  [ -n "$d" ] && [ -f "$d/disk.qcow2" ] && echo "$d/disk.qcow2" || true
+}
+
 # The QEMU version string of the stock binary, e.g. 10.0.2.
 qemu_version() {
   qemu-system-x86_64 --version 2>/dev/null | sed -n 's/^QEMU emulator version \([0-9.]*\).*/\1/p'
@@ -40,4 +46,11 @@ debian_mirror() {
   fi
   [ -n "$uri" ] || die "cannot find the machine's Debian mirror in /etc/apt/sources.list{,.d}"
   echo "$uri"
+}
+
+# The machine's Debian security mirror (…/debian-security), or nothing if it has none configured.
+debian_security_mirror() {
+  { grep -hs -A3 -E '^Types:.*deb' /etc/apt/sources.list.d/*.sources 2>/dev/null | sed -n 's/^URIs:[[:space:]]*//p'
+    grep -hs -E '^deb[[:space:]]' /etc/apt/sources.list 2>/dev/null | awk '{print $2}'
+  } | grep -E -- '-security/?$' | head -1 || true
 }

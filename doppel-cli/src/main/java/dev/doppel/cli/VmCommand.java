@@ -1,5 +1,6 @@
 package dev.doppel.cli;
 
+import dev.doppel.vm.DiskImageVm;
 import dev.doppel.vm.GuestImage;
 import dev.doppel.vm.MemoryBackend;
 import dev.doppel.vm.NicSpec;
@@ -8,6 +9,7 @@ import dev.doppel.vm.VmProcess;
 import dev.doppel.vm.VmRecord;
 import dev.doppel.vm.VmRunDir;
 import dev.doppel.vm.VmSpec;
+import dev.doppel.vm.qga.QgaClient;
 import dev.doppel.qmp.QmpClient;
 import java.io.IOException;
 import java.nio.file.Files;
@@ -28,48 +30,139 @@ import picocli.CommandLine.Parameters;
         subcommands = {VmCommand.Start.class, VmCommand.Stop.class, VmCommand.ListVms.class, VmCommand.Console.class})
 public final class VmCommand {
 
-    @Command(name = "start", description = "Boot Doppel's guest in the background.")
+    @Command(name = "start", description = {
+            "Boot a VM in the background: Doppel's own guest (default), or your disk image with --image.",
+            "--image boots any BIOS-bootable x86-64 disk (qcow2 or raw) with its own bootloader (SeaBIOS, no -kernel), "
+                    + "in Doppel's fixed device model (virtio disk and NICs, virtio-serial with the QEMU guest agent port "
+                    + "org.qemu.guest_agent.0 as qga.sock in the VM's run directory), so doppel protect works on it. "
+                    + "The image is NOT written: the VM runs on a fresh qcow2 overlay (DOPPEL_OVERLAY_DIR, default "
+                    + "/var/lib/doppel/overlays/NAME.qcow2) that 'vm stop' deletes; --write-image boots the image itself instead."})
     static final class Start implements Callable<Integer> {
         @Parameters(index = "0", description = "VM name") String name;
-        @Option(names = "--mem", defaultValue = "256", description = "RAM in MiB (default ${DEFAULT-VALUE})") long memMiB;
-        @Option(names = "--run", defaultValue = "ticker", description = "guest workload: ticker, dirtier, kv, none (default ${DEFAULT-VALUE})") String run;
-        @Option(names = "--param", description = "extra guest parameter KEY=VALUE (doppel.*)") Map<String, String> params = new LinkedHashMap<>();
+        @Option(names = "--image", description = "boot this BIOS-bootable disk image (qcow2 or raw) instead of Doppel's guest") Path image;
+        @Option(names = "--write-image", description = "with --image: the guest writes to the image itself (no overlay)") boolean writeImage;
+        @Option(names = "--mem", description = "RAM, MiB or with a suffix M/G (default 256, with --image 1G)") String mem;
+        @Option(names = "--cpus", defaultValue = "1", description = "vCPUs (default ${DEFAULT-VALUE})") int cpus;
+        @Option(names = "--run", defaultValue = "ticker", description = "Doppel's guest: workload ticker, dirtier, kv, none (default ${DEFAULT-VALUE})") String run;
+        @Option(names = "--param", description = "Doppel's guest: extra parameter KEY=VALUE (doppel.*)") Map<String, String> params = new LinkedHashMap<>();
         @Option(names = "--mem-file", description = "back RAM by this file (share=on), e.g. on /dev/shm") Path memFile;
-        @Option(names = "--disk", description = "qcow2 data disk image") Path disk;
-        @Option(names = "--user-net", description = "attach a NIC on QEMU user networking") boolean userNet;
-        @Option(names = "--wait-ready", description = "wait until the guest prints DOPPEL-READY") boolean waitReady;
+        @Option(names = "--disk", description = "qcow2 data disk image (after the boot disk with --image)") Path disk;
+        @Option(names = "--user-net", description = "attach a NIC on QEMU user networking (guest 10.0.2.15 by DHCP)") boolean userNet;
+        @Option(names = "--forward", description = "with --user-net: host port forward, QEMU hostfwd syntax, e.g. tcp:127.0.0.1:15432-:5432") List<String> forwards = new java.util.ArrayList<>();
+        @Option(names = "--nic", description = "attach a NIC on this existing tap device (repeatable)") List<String> taps = new java.util.ArrayList<>();
+        @Option(names = "--wait-ready", description = "wait until the guest is ready: Doppel's guest prints DOPPEL-READY; an --image guest's QEMU guest agent answers guest-ping") boolean waitReady;
+        @Option(names = "--ready-timeout", defaultValue = "300", description = "seconds --wait-ready waits (default ${DEFAULT-VALUE})") int readyTimeoutS;
         @Option(names = "--colo", description = "run on the patched QEMU that can be a COLO primary (for doppel protect)") boolean colo;
         @Mixin AccelOption accel;
 
         @Override
         public Integer call() throws Exception {
+            if (writeImage && image == null) {
+                throw new IllegalArgumentException("--write-image needs --image");
+            }
+            if (!forwards.isEmpty() && !userNet) {
+                throw new IllegalArgumentException("--forward needs --user-net");
+            }
             VmLauncher launcher = VmLauncher.create(accel.forced());
             if (colo) {
                 launcher = new VmLauncher(dev.doppel.vm.QemuBinary.atPrefix(PatchedQemuPrefix.find()), launcher.accelerator());
             }
-            VmSpec.Builder spec = VmLauncher.guestSpec(name, GuestImage.locate(), run, params).memoryMiB(memMiB);
+            VmSpec.Builder spec;
+            Path overlay = null;
+            if (image != null) {
+                refuseIfRunning(name);   // before the overlay of a running VM of that name is replaced
+                if (writeImage) {
+                    spec = DiskImageVm.spec(name, image, DiskImageVm.format(image));
+                } else {
+                    overlay = DiskImageVm.createOverlay(image, DiskImageVm.overlayFor(name));
+                    spec = DiskImageVm.spec(name, overlay, "qcow2");
+                }
+                spec.memoryMiB(mem == null ? 1024 : parseMiB(mem));
+            } else {
+                spec = VmLauncher.guestSpec(name, GuestImage.locate(), run, params).memoryMiB(mem == null ? 256 : parseMiB(mem));
+            }
+            spec.vcpus(cpus);
             if (memFile != null) {
                 spec.memory(MemoryBackend.File.shared(memFile));
             }
             if (disk != null) {
-                spec.disk("disk0", disk, "qcow2", false);
+                spec.disk(image != null ? "disk1" : "disk0", disk, "qcow2", false);
             }
+            int nicNo = 1;
             if (userNet) {
-                spec.nic("net0", "52:54:00:00:00:01", new NicSpec.Netdev.User());
+                spec.nic("net0", String.format("52:54:00:00:00:%02x", nicNo++), new NicSpec.Netdev.User(forwards));
+            }
+            for (String tap : taps) {
+                spec.nic("net" + (nicNo - 1), String.format("52:54:00:00:00:%02x", nicNo++), new NicSpec.Netdev.Tap(tap));
             }
             VmSpec built = spec.build();
-            VmProcess vm = launcher.start(built, VmProcess.StartOptions.detached());
+            VmProcess vm;
+            try {
+                vm = launcher.start(built, VmProcess.StartOptions.detached());
+            } catch (RuntimeException e) {
+                if (overlay != null) {
+                    Files.deleteIfExists(overlay);
+                }
+                throw e;
+            }
             dev.doppel.vm.GuestDescriptor.of(built).write(vm.runDir().guestFile());
             // The CLI exits; the VM stays. Close only our QMP connection and console tailer.
             vm.qmp().close();
             vm.console().close();
-            System.out.printf("started VM %s pid=%d accel=%s rundir=%s%n", name, vm.pid(), launcher.accelerator(), vm.runDir().path());
-            if (waitReady) {
+            System.out.printf("started VM %s pid=%d accel=%s rundir=%s%s%n", name, vm.pid(), launcher.accelerator(), vm.runDir().path(),
+                    image == null ? "" : overlay != null ? " disk=" + overlay + " (overlay on " + image.toAbsolutePath() + ")" : " disk=" + image.toAbsolutePath());
+            if (waitReady && image != null) {
+                long t0 = System.nanoTime();
+                try (QgaClient qga = QgaClient.awaitAgent(name, vm.runDir().qgaSocket(), Duration.ofSeconds(readyTimeoutS),
+                        waited -> System.out.printf("  booting: %d s, waiting for the guest agent (console: %s)%n",
+                                waited.toSeconds(), lastConsoleLine(vm.runDir())))) {
+                    System.out.printf("guest ready: guest agent answers (host name %s) %.1f s after start%n",
+                            qga.hostName(), (System.nanoTime() - t0) / 1e9);
+                }
+            } else if (waitReady) {
                 var line = new dev.doppel.vm.ConsoleLog(name, vm.runDir().consoleLog())
                         .awaitLine(Pattern.compile("DOPPEL-READY"), Duration.ofSeconds(120));
                 System.out.println("guest ready (console line " + line.index() + ")");
             }
             return 0;
+        }
+
+        private static String lastConsoleLine(VmRunDir dir) {
+            try {
+                List<String> lines = Files.readAllLines(dir.consoleLog(), java.nio.charset.StandardCharsets.ISO_8859_1);
+                for (int i = lines.size() - 1; i >= 0; i--) {
+                    String t = lines.get(i).replaceAll("\\e\\[[0-9;?]*[A-Za-z]|[\\x00-\\x1f]", "").strip();
+                    if (!t.isEmpty()) {
+                        return t.length() > 100 ? t.substring(0, 100) + "…" : t;
+                    }
+                }
+            } catch (IOException e) {
+                return "?";
+            }
+            return "(empty)";
+        }
+
+        static long parseMiB(String text) {
+            String t = text.trim().toUpperCase(java.util.Locale.ROOT);
+            long factor = 1;
+            if (t.endsWith("G")) {
+                factor = 1024;
+                t = t.substring(0, t.length() - 1);
+            } else if (t.endsWith("M")) {
+                t = t.substring(0, t.length() - 1);
+            }
+            try {
+                return Long.parseLong(t) * factor;
+            } catch (NumberFormatException e) {
+                throw new IllegalArgumentException("bad --mem '" + text + "' (want e.g. 512, 512M, 2G)");
+            }
+        }
+
+        private static void refuseIfRunning(String name) {
+            VmRunDir dir = VmRunDir.of(name);
+            if (Files.exists(dir.specFile()) && VmRecord.readFrom(dir).alive()) {
+                throw new IllegalStateException("VM '" + name + "' is running; stop it first");
+            }
         }
     }
 
@@ -97,6 +190,10 @@ public final class VmCommand {
                 });
             }
             dir.delete();
+            Path overlay = DiskImageVm.overlayFor(name);
+            if (Files.deleteIfExists(overlay)) {
+                System.out.println("deleted its disk overlay " + overlay);
+            }
             System.out.println("stopped VM " + name);
             return 0;
         }

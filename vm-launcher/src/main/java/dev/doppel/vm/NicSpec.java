@@ -1,5 +1,6 @@
 package dev.doppel.vm;
 
+import java.util.List;
 import java.util.Locale;
 import java.util.regex.Pattern;
 
@@ -32,8 +33,25 @@ public record NicSpec(String id, String mac, Netdev backend, int pciSlot) {
         record Tap(String ifname) implements Netdev {
         }
 
-        /** QEMU's user-mode network (SLIRP); for demos and tests that need no host bridge. */
-        record User() implements Netdev {
+        /**
+         * QEMU's user-mode network (SLIRP); for demos and tests that need no host bridge. Each
+         * forward is QEMU's {@code hostfwd} syntax, e.g. {@code tcp:127.0.0.1:15432-:5432}.
+         */
+        record User(List<String> hostForwards) implements Netdev {
+            private static final Pattern FORWARD = Pattern.compile("(tcp|udp):[0-9.]*:[0-9]+-[0-9.]*:[0-9]+");
+
+            public User {
+                hostForwards = List.copyOf(hostForwards);
+                for (String f : hostForwards) {
+                    if (!FORWARD.matcher(f).matches()) {
+                        throw new IllegalArgumentException("bad forward '" + f + "' (want e.g. tcp:127.0.0.1:15432-:5432)");
+                    }
+                }
+            }
+
+            public User() {
+                this(List.of());
+            }
         }
 
         /** A unix stream socket carrying ethernet frames (QEMU "stream" netdev); server or client side. */
@@ -49,7 +67,11 @@ public record NicSpec(String id, String mac, Netdev backend, int pciSlot) {
             return "{\"type\":\"stream\",\"id\":\"" + id + "\",\"server\":" + s.server()
                     + ",\"addr\":{\"type\":\"unix\",\"path\":" + JsonText.quote(s.socket().toString()) + "}}";
         }
-        return "user,id=" + id;
+        StringBuilder user = new StringBuilder("user,id=" + id);
+        if (backend instanceof Netdev.User u) {
+            u.hostForwards().forEach(f -> user.append(",hostfwd=").append(f));
+        }
+        return user.toString();
     }
 
     String deviceArgument() {

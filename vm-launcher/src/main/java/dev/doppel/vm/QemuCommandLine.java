@@ -10,6 +10,13 @@ import java.util.List;
 public final class QemuCommandLine {
     /** Agent port name the guest agent looks for under /sys/class/virtio-ports. */
     public static final String AGENT_PORT_NAME = "org.doppel.agent.0";
+    /** Port name of the standard QEMU guest agent (qemu-ga opens /dev/virtio-ports/org.qemu.guest_agent.0). */
+    public static final String QGA_PORT_NAME = "org.qemu.guest_agent.0";
+    /**
+     * The QGA port's fixed virtio-serial port number (Doppel's own port gets 1, QEMU's first free
+     * one), so the device model does not depend on which ports exist.
+     */
+    static final int QGA_PORT_NR = 2;
 
     private QemuCommandLine() {
     }
@@ -37,10 +44,17 @@ public final class QemuCommandLine {
                 + ",server=on,wait=off,logfile=" + QemuOptionText.escape(dir.consoleLog().toString()) + ",logappend=on");
         add(a, "-serial", "chardev:serial0");
 
-        if (spec.guestAgent()) {
+        if (spec.guestAgent() || spec.qemuGuestAgent()) {
             add(a, "-device", "virtio-serial-pci,id=vser0,addr=" + PciSlots.hex(PciSlots.AGENT_SERIAL));
+        }
+        if (spec.guestAgent()) {
             add(a, "-chardev", "socket,id=agent0,path=" + QemuOptionText.escape(dir.agentSocket().toString()) + ",server=on,wait=off");
             add(a, "-device", "virtserialport,id=agentport0,bus=vser0.0,chardev=agent0,name=" + AGENT_PORT_NAME);
+        }
+        if (spec.qemuGuestAgent()) {
+            add(a, "-chardev", "socket,id=qga0,path=" + QemuOptionText.escape(dir.qgaSocket().toString()) + ",server=on,wait=off");
+            add(a, "-device", "virtserialport,id=qgaport0,bus=vser0.0,chardev=qga0,name=" + QGA_PORT_NAME
+                    + ",nr=" + QGA_PORT_NR);
         }
         if (spec.freePageReporting()) {
             add(a, "-device", "virtio-balloon-pci,id=balloon0,free-page-reporting=on,addr=" + PciSlots.hex(PciSlots.BALLOON));
@@ -51,7 +65,9 @@ public final class QemuCommandLine {
         }
         for (DiskSpec disk : spec.disks()) {
             add(a, "-blockdev", disk.blockdevJson());
-            add(a, "-device", disk.deviceArgument());
+            // Without -kernel, SeaBIOS boots the first disk's own bootloader (MBR), and only that.
+            boolean bootDisk = spec.boot() == null && disk == spec.disks().get(0);
+            add(a, "-device", disk.deviceArgument() + (bootDisk ? ",bootindex=0" : ""));
         }
         if (spec.boot() != null) {
             add(a, "-kernel", spec.boot().kernel().toString());

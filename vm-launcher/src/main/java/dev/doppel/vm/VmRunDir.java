@@ -83,6 +83,8 @@ public record VmRunDir(Path path) {
     public Path serialSocket() { return path.resolve("serial.sock"); }
     public Path consoleLog() { return path.resolve("console.log"); }
     public Path agentSocket() { return path.resolve("agent.sock"); }
+    /** The standard QEMU guest agent's port ({@code org.qemu.guest_agent.0}); see {@code qga.QgaClient}. */
+    public Path qgaSocket() { return path.resolve("qga.sock"); }
     public Path qemuLog() { return path.resolve("qemu.log"); }
     public Path pidFile() { return path.resolve("qemu.pid"); }
     public Path specFile() { return path.resolve("vm.json"); }

@@ -14,10 +14,12 @@ import java.util.Objects;
  * @param memoryMiB      guest RAM
  * @param vcpus          number of vCPUs
  * @param memory         where guest RAM lives
- * @param boot           direct kernel boot, or null to boot from disk
+ * @param boot           direct kernel boot, or null to boot from the first disk's own bootloader (SeaBIOS)
  * @param disks          virtio-blk disks
  * @param nics           virtio-net NICs
- * @param guestAgent     whether the virtio-serial guest agent port exists
+ * @param guestAgent     whether the virtio-serial port of Doppel's own agent exists ({@code org.doppel.agent.0})
+ * @param qemuGuestAgent whether the port of the standard QEMU guest agent exists ({@code org.qemu.guest_agent.0},
+ *                       {@link VmRunDir#qgaSocket()}): real guests with {@code qemu-guest-agent} installed
  * @param incomingDefer  start with {@code -incoming defer} (a fork child, a restore target)
  * @param startPaused    start with {@code -S}
  * @param tcgCacheMiB    TCG translation-cache size (0 = QEMU's default); many small clones want less
@@ -29,7 +31,7 @@ import java.util.Objects;
 public record VmSpec(String name, String machineType, long memoryMiB, int vcpus, MemoryBackend memory,
                      GuestBoot boot, List<DiskSpec> disks, List<NicSpec> nics, boolean guestAgent,
                      boolean incomingDefer, boolean startPaused, int tcgCacheMiB, List<String> extraArguments,
-                     String netns, boolean freePageReporting) {
+                     String netns, boolean freePageReporting, boolean qemuGuestAgent) {
 
     public static final String DEFAULT_MACHINE = "pc-i440fx-10.0";
 
@@ -70,6 +72,7 @@ public record VmSpec(String name, String machineType, long memoryMiB, int vcpus,
         b.extraArguments.addAll(extraArguments);
         b.netns = netns;
         b.freePageReporting = freePageReporting;
+        b.qemuGuestAgent = qemuGuestAgent;
         return b;
     }
 
@@ -90,6 +93,7 @@ public record VmSpec(String name, String machineType, long memoryMiB, int vcpus,
         private final List<String> extraArguments = new ArrayList<>();
         private String netns;
         private boolean freePageReporting;
+        private boolean qemuGuestAgent;
 
         private Builder(String name) {
             this.name = name;
@@ -121,12 +125,13 @@ public record VmSpec(String name, String machineType, long memoryMiB, int vcpus,
 
         public Builder netns(String v) { this.netns = v; return this; }
         public Builder freePageReporting(boolean v) { this.freePageReporting = v; return this; }
+        public Builder qemuGuestAgent(boolean v) { this.qemuGuestAgent = v; return this; }
         public Builder clearNics() { nics.clear(); return this; }
         public Builder clearDisks() { disks.clear(); return this; }
 
         public VmSpec build() {
             return new VmSpec(name, machineType, memoryMiB, vcpus, memory, boot, disks, nics, guestAgent,
-                    incomingDefer, startPaused, tcgCacheMiB, extraArguments, netns, freePageReporting);
+                    incomingDefer, startPaused, tcgCacheMiB, extraArguments, netns, freePageReporting, qemuGuestAgent);
         }
     }
 }

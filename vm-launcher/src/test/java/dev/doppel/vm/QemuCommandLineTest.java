@@ -60,7 +60,8 @@ class QemuCommandLineTest {
                 .nic("net0", "52:54:00:AA:00:01", new NicSpec.Netdev.Tap("tap0"))
                 .build();
         List<String> a = argv(spec);
-        assertEquals("virtio-blk-pci,id=vblk-disk0,drive=disk0,addr=0x18", after(a, "-device", "virtio-blk-pci,id=vblk-disk0"));
+        // no -kernel: SeaBIOS boots the first disk (bootindex), only that one
+        assertEquals("virtio-blk-pci,id=vblk-disk0,drive=disk0,addr=0x18,bootindex=0", after(a, "-device", "virtio-blk-pci,id=vblk-disk0"));
         assertEquals("virtio-blk-pci,id=vblk-disk1,drive=disk1,addr=0x19", after(a, "-device", "virtio-blk-pci,id=vblk-disk1"));
         assertEquals("virtio-net-pci,id=nic-net0,netdev=net0,mac=52:54:00:aa:00:01,addr=0x10", after(a, "-device", "virtio-net-pci"));
         assertEquals("tap,id=net0,ifname=tap0,script=no,downscript=no", after(a, "-netdev", "tap"));

@@ -12,7 +12,6 @@ import dev.doppel.remus.fencing.Coordinator;
 import dev.doppel.remus.fencing.FencingException;
 import dev.doppel.hostnet.HostSockets;
 import dev.doppel.remus.nbd.ReplicatedDisks;
-import dev.doppel.vm.GuestImage;
 import dev.doppel.vm.NicSpec;
 import dev.doppel.vm.VmLauncher;
 import dev.doppel.vm.VmRunDir;
@@ -142,7 +141,7 @@ public final class BackupService implements AutoCloseable {
                             window.add(m);
                         }
                     }, disks);
-            VmSpec.Builder specBuilder = req.guest().toSpec(localName(vm), GuestImage.locate(), nicBackend);
+            VmSpec.Builder specBuilder = req.guest().toSpec(localName(vm), nicBackend);
             Map<String, Path> replicas = endpoint.disks() == null ? Map.of() : endpoint.disks().images();
             for (String node : req.guest().disks()) {
                 if (!replicas.containsKey(node)) {
