@@ -26,16 +26,22 @@ public final class BackupCommand {
                 + "(default: the one each primary names, i.e. its controller's embedded server); with --tls its secure client "
                 + "ports, reached with this host's certificate") String coordinator;
         @Option(names = "--name", description = "this backup host's name in ownership records (default: backup@HOST of --listen)") String holder;
+        @Option(names = "--forward", description = "host port forward for the user-mode network of a failed-over VM, QEMU hostfwd syntax "
+                + "(e.g. tcp:127.0.0.1:15432-:5432: the same address as on the primary, which is free once the primary is gone)")
+        java.util.List<String> forwards = new java.util.ArrayList<>();
         @Mixin AccelOption accel;
         @Mixin TlsOption tls;
 
         @Override
         public Integer call() throws Exception {
-            VmLauncher launcher = VmLauncher.create(accel.forced());
+            VmLauncher stock = VmLauncher.create(accel.forced());
+            // A failed-over VM runs on the COLO-patched QEMU, like a 'vm start --colo' one: it can then be
+            // protected again (the stock 10.0.0-10.0.6 binary never enters COLO as a primary).
+            VmLauncher launcher = new VmLauncher(dev.doppel.vm.QemuBinary.atPrefix(PatchedQemuPrefix.find()), stock.accelerator());
             DateTimeFormatter t = DateTimeFormatter.ofPattern("HH:mm:ss.SSS");
             try (GracefulStop stop = new GracefulStop("backup-serve", Duration.ofSeconds(20));
                  BackupService service = new BackupService(launcher, ProtectCommand.parse(listen), store, Duration.ofMillis(detectionMs),
-                    new NicSpec.Netdev.User(), coordinator, holder != null ? holder : "backup@" + listen, tls.load(), line -> System.out.println(LocalTime.now().format(t) + " " + line))) {
+                    new NicSpec.Netdev.User(forwards), coordinator, holder != null ? holder : "backup@" + listen, tls.load(), line -> System.out.println(LocalTime.now().format(t) + " " + line))) {
                 long end = seconds > 0 ? System.nanoTime() + seconds * 1_000_000_000L : Long.MAX_VALUE;
                 while (System.nanoTime() < end && !stop.await(Duration.ofSeconds(5))) {
                     service.protectedVms().values().forEach(p -> System.out.println(LocalTime.now().format(t) + " VM "

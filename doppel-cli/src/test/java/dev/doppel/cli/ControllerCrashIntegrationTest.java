@@ -42,53 +42,29 @@ import org.junit.jupiter.api.Test;
 class ControllerCrashIntegrationTest {
     private static final Pattern CHECKPOINTING = Pattern.compile("PROTECTED\\s+checkpoints=[1-9]");
     private final String vm = "cc" + ProcessHandle.current().pid();
-    private final List<AutoCloseable> cleanup = new ArrayList<>();
-    private Path work;
+    private HaHosts hosts;
 
     @AfterEach
     void stopAll() throws Exception {
-        for (int i = cleanup.size() - 1; i >= 0; i--) {
-            cleanup.get(i).close();
-        }
-        for (String name : List.of(vm, vm + "-bk")) {
-            if (Files.exists(VmRunDir.root().resolve("vms").resolve(name))) {
-                try {
-                    CliProcess.run(60, "vm", "stop", name);
-                } catch (AssertionError e) {
-                    System.err.println("cleanup: " + e.getMessage());
-                }
-            }
-        }
-        if (work != null) {
-            HostCommand.run("rm", "-rf", work.toString());
+        if (hosts != null) {
+            hosts.close();
         }
     }
 
     @Test
     void killingTheControllerNeitherFencesNorFailsOverAndTheGuardsDeathDoes() throws Exception {
-        work = Files.createTempDirectory(Path.of("/dev/shm"), "doppel-cc-");
-        Pki.init(work.resolve("pki"), "controller crash test CA");
-        String tls = Pki.issue(work.resolve("pki"), "127.0.0.1").toString();
-        // The ensemble is outside every Doppel process (here: one server in the test), over TLS too.
-        EmbeddedCoordinator zk = EmbeddedCoordinator.standalone(new InetSocketAddress("127.0.0.1", 0), work.resolve("zk"),
-                HostSockets.LOCAL, PeerTls.load(Path.of(tls)));
-        cleanup.add(zk);
-        Path disk = work.resolve("disk.qcow2");
+        hosts = new HaHosts("cc");
+        hosts.vm(vm);
+        hosts.vm(vm + "-bk");
+        Path disk = hosts.work.resolve("disk.qcow2");
         HostCommand.run("qemu-img", "create", "-q", "-f", "qcow2", disk.toString(), "64M");
-        int port = freePort();
-        Path store = Files.createDirectories(work.resolve("store"));
-
-        CliProcess backup = CliProcess.start("backup", "serve", "--listen", "127.0.0.1:" + port, "--store", store.toString(),
-                "--tls", tls, "--coordinator", zk.connectString());
-        cleanup.add(backup);
+        int port = HaHosts.freePort();
+        CliProcess backup = hosts.backup(port);
         CliProcess.run(180, "vm", "start", vm, "--run", "dirtier", "--colo", "--disk", disk.toString(), "--user-net", "--wait-ready");
         long qemuPid = VmRecord.readFrom(VmRunDir.of(vm)).pid();
-        String[] protectArgs = {"protect", vm, "--backup", "127.0.0.1:" + port, "--tls", tls, "--coordinator", zk.connectString(),
-                "--interval", "50"};
 
         // 1. The controller dies by SIGKILL on a saturated machine.
-        CliProcess first = CliProcess.start(protectArgs);
-        cleanup.add(first);
+        CliProcess first = hosts.protect(vm, port, 50);
         first.awaitOutput(CHECKPOINTING, 180);
         try (CpuHog hog = CpuHog.allCores()) {
             first.process().destroyForcibly();
@@ -104,8 +80,7 @@ class ControllerCrashIntegrationTest {
                 () -> new AssertionError("the guard outlived its controller"));
 
         // 2. A new controller re-attaches and protects again.
-        CliProcess second = CliProcess.start(protectArgs);
-        cleanup.add(second);
+        CliProcess second = hosts.protect(vm, port, 50);
         second.awaitOutput("re-attached to the running guard", 60);
         second.awaitOutput(CHECKPOINTING, 180);
         // The guest runs (its console goes on; QMP is the controller's while it protects).
@@ -127,11 +102,5 @@ class ControllerCrashIntegrationTest {
         assertTrue(ProcessHandle.of(bkPid).map(ProcessHandle::isAlive).orElse(false), "the backup's copy runs");
         assertEquals(1, List.of(qemuPid, bkPid).stream().filter(p -> ProcessHandle.of(p).map(h -> !ProcessDeath.gone(h)).orElse(false))
                 .count(), "exactly one copy runs");
-    }
-
-    private static int freePort() throws java.io.IOException {
-        try (ServerSocket s = new ServerSocket(0)) {
-            return s.getLocalPort();
-        }
     }
 }

@@ -12,13 +12,11 @@ import dev.doppel.vm.VmRunDir;
 import dev.doppel.vm.qga.QgaClient;
 import java.io.IOException;
 import java.net.ServerSocket;
-import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
-import java.util.concurrent.TimeUnit;
 import java.util.regex.Pattern;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Tag;
@@ -74,8 +72,8 @@ class ImageVmProtectIntegrationTest {
         assertFalse(VmRecord.readFrom(dir).argv().contains("-kernel"), "booted by its own bootloader");
         assertTrue(Files.exists(DiskImageVm.overlayFor(vm)), "runs on an overlay");
 
-        awaitPsql(pgPort, Duration.ofSeconds(180));
-        assertEquals("1", psql(pgPort, "create table acked(x int primary key); insert into acked values (1); select count(*) from acked").strip());
+        Psql.awaitReady(pgPort, Duration.ofSeconds(180));
+        assertEquals("1", Psql.run(pgPort, "create table acked(x int primary key); insert into acked values (1); select count(*) from acked").strip());
 
         CliProcess backup = CliProcess.start("backup", "serve", "--listen", "127.0.0.1:" + backupPort,
                 "--store", Files.createDirectories(work.resolve("store")).toString(), "--insecure");
@@ -85,7 +83,7 @@ class ImageVmProtectIntegrationTest {
         protect.awaitOutput(CHECKPOINTING, 400);
 
         // committed while protected: psql's answer is held until the backup has the epoch
-        assertEquals("3", psql(pgPort, "insert into acked values (2),(3); select count(*) from acked").strip());
+        assertEquals("3", Psql.run(pgPort, "insert into acked values (2),(3); select count(*) from acked").strip());
 
         long qemuPid = VmRecord.readFrom(dir).pid();
         ProcessHandle.of(qemuPid).orElseThrow().destroyForcibly();
@@ -101,7 +99,7 @@ class ImageVmProtectIntegrationTest {
         }
     }
 
-    private static Path realGuestImage() {
+    static Path realGuestImage() {
         String p = System.getProperty("doppel.real.guest.image");
         Path image = p == null || p.isBlank() || p.contains("${")
                 ? Path.of(System.getProperty("user.home"), ".cache", "doppel", "real-guest", "current", "disk.qcow2") : Path.of(p);
@@ -109,39 +107,6 @@ class ImageVmProtectIntegrationTest {
             throw new IllegalStateException("no real guest disk at " + image + ": run ./scripts/setup (or scripts/build-real-guest)");
         }
         return image;
-    }
-
-    private static void awaitPsql(int port, Duration timeout) throws Exception {
-        long end = System.nanoTime() + timeout.toNanos();
-        IOException last = null;
-        while (System.nanoTime() < end) {
-            try {
-                psql(port, "select 1");
-                return;
-            } catch (IOException e) {
-                last = e;
-            }
-            Thread.sleep(500);
-        }
-        throw new AssertionError("PostgreSQL did not answer within " + timeout, last);
-    }
-
-    /** Debian's psql against the forwarded port; IOException if it fails. */
-    private static String psql(int port, String sql) throws IOException, InterruptedException {
-        ProcessBuilder pb = new ProcessBuilder("psql", "-h", "127.0.0.1", "-p", Integer.toString(port),
-                "-U", "doppel", "-d", "doppel", "-v", "ON_ERROR_STOP=1", "-Atqc", sql).redirectErrorStream(true);
-        pb.environment().put("PGPASSWORD", "doppel");
-        pb.environment().put("PGCONNECT_TIMEOUT", "5");
-        Process p = pb.start();
-        if (!p.waitFor(60, TimeUnit.SECONDS)) {
-            p.destroyForcibly();
-            throw new IOException("psql hung");
-        }
-        String out = new String(p.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
-        if (p.exitValue() != 0) {
-            throw new IOException("psql exit " + p.exitValue() + ": " + out);
-        }
-        return out;
     }
 
     private static int freePort() throws IOException {

@@ -167,8 +167,26 @@ public final class VmProcess implements AutoCloseable {
         log.info("vm={} event=killed pid={}", spec.name(), process.pid());
     }
 
-    /** Graceful stop: QMP {@code quit}, then SIGKILL after {@code grace}. Idempotent. */
+    /**
+     * Lets go of the QMP connection so that another program may use the VM's monitor (QEMU serves one
+     * client per socket): a VM this process started but someone else controls from now on, e.g. a
+     * failed-over VM that {@code doppel protect} protects again. {@link #stop} then asks QEMU to quit
+     * with SIGTERM instead.
+     */
+    public void releaseQmp() {
+        QmpClient c = qmp;
+        qmp = null;
+        if (c != null) {
+            c.close();
+            log.info("vm={} event=qmp-released note=\"the monitor is free for another controller\"", spec.name());
+        }
+    }
+
+    /** Graceful stop: QMP {@code quit} (SIGTERM once QMP was released), then SIGKILL after {@code grace}. Idempotent. */
     public void stop(Duration grace) {
+        if (process.isAlive() && qmp == null) {
+            process.destroy();   // SIGTERM: QEMU shuts down as on quit
+        }
         if (process.isAlive() && qmp != null && qmp.isConnected()) {
             try {
                 qmp.execute("quit", null, Duration.ofSeconds(2));

@@ -202,9 +202,16 @@ public final class PrimaryProtector implements AutoCloseable {
         if (!status.equals("running")) {
             throw new ProtectionException(vm, 0, "the VM is " + status + "; only a running VM can be protected");
         }
-        qmp.execute("migrate-set-capabilities", Map.of("capabilities", List.of(
+        List<Map<String, Object>> caps = new java.util.ArrayList<>(List.of(
                 Map.of("capability", "x-colo", "state", true),
-                Map.of("capability", "events", "state", true))));
+                Map.of("capability", "events", "state", true)));
+        if (qmp.schema().hasMigrationCapability("x-ignore-shared")) {
+            // A VM restored from a backup store runs on the store's file mapped share=on, and its
+            // QEMU loaded that state with x-ignore-shared on: left on, a protection of it would send
+            // no RAM at all.
+            caps.add(Map.of("capability", "x-ignore-shared", "state", false));
+        }
+        qmp.execute("migrate-set-capabilities", Map.of("capabilities", caps));
         qmp.execute("migrate-set-parameters", Map.of("x-checkpoint-delay", options.interval().toMillis()));
         ProtectionTarget target = targets.get();
         backup = target.replication();

@@ -160,6 +160,7 @@ public final class BackupService implements AutoCloseable {
             }
             BackupGuard guard = new BackupGuard(launcher, spec, endpoint, detection, BackupGuard.Fencing.of(coord, holder));
             control.register(vm, guard::onControl);
+            guard.failover().thenAccept(f -> describeRestored(f, spec));
             guard.failover().whenComplete((f, err) -> events.accept(err == null
                     ? String.format("VM %s FAILED OVER from epoch %d in %.0f ms (%s); running as pid %d", vm, f.epoch(), f.failoverMs(), f.cause(), f.vm().pid())
                     : guard.state() == BackupGuard.State.STALE
@@ -172,6 +173,21 @@ public final class BackupService implements AutoCloseable {
         } catch (IOException | RuntimeException e) {
             log.warn("vm={} event=protect-refused cause=\"{}\"", vm, e.getMessage());
             return ProtectReply.error(vm, e.getMessage());
+        }
+    }
+
+    /**
+     * The failed-over VM is a VM like any other on this host: its run directory gets the guest
+     * description that {@code doppel protect} reads, and its QMP monitor is let go (QEMU serves one
+     * client), so it can be protected again (to another backup).
+     */
+    private void describeRestored(BackupGuard.Failover f, VmSpec spec) {
+        try {
+            dev.doppel.vm.GuestDescriptor.of(spec).write(f.vm().runDir().guestFile());
+            f.vm().releaseQmp();   // its monitor is for whoever protects it next
+        } catch (IOException | RuntimeException e) {
+            log.warn("vm={} epoch={} event=restored-vm-undescribed cause=\"{}\" note=\"it cannot be protected again\"", spec.name(),
+                    f.epoch(), e.getMessage());
         }
     }
 
