@@ -85,8 +85,15 @@ public final class ForkFamily implements AutoCloseable {
         }
         try {
             Files.createDirectories(family.familyDiskDir);
-            DiskImage disk = baseDisk == null ? null : DiskImage.base(baseDisk, baseFormat);
-            if (disk != null) {
+            DiskImage disk;
+            if (baseDisk == null) {
+                disk = null;
+            } else if (family.bootsFromDisk()) {
+                // The user's own image is never written: the root runs on an overlay (which holds the
+                // image by its real path, so a symlink moved later does not change the disk).
+                disk = family.newOverlay(spec.name(), DiskImage.base(baseDisk.toRealPath(), baseFormat));
+            } else {
+                disk = DiskImage.base(baseDisk, baseFormat);
                 disk.acquire();   // held by the root's first process
             }
             GenerationFile gen = family.generations.create();
@@ -94,9 +101,14 @@ public final class ForkFamily implements AutoCloseable {
             MemberProcess p = family.startProcess(spec.name(), CloneAddress.ROOT, MemoryBackend.File.shared(gen.path()),
                     gen, disk, true, false, false);
             ForkableVm root = new ForkableVm(family, spec.name(), CloneAddress.ROOT, null, 0, p);
-            root.identity().complete(null);   // booted with its own addresses
             family.members.put(root.name(), root);
             root.connectAgent();
+            if (family.identityThroughQga()) {
+                // A stock guest asks DHCP, and the clone network has no DHCP server: its address comes through qemu-ga.
+                family.background.execute(() -> RealGuestIdentities.giveRootAddress(root));
+            } else {
+                root.identity().complete(null);   // Doppel's guest boots with its address (doppel.ip)
+            }
             return root;
         } catch (IOException | RuntimeException e) {
             family.close();
@@ -160,6 +172,21 @@ public final class ForkFamily implements AutoCloseable {
         }
         overlay.acquire();
         return overlay;
+    }
+
+    /** The family's guests boot from their own disk (a user's image), not from Doppel's kernel. */
+    boolean bootsFromDisk() {
+        return template.boot() == null;   // GuestDescriptor#diskBoot
+    }
+
+    /**
+     * Whether members get their identity (address; a clone also host name, MAC, SSH keys, RNG, clock)
+     * through the standard QEMU guest agent rather than Doppel's agent: the device model has
+     * qemu-ga's port and the guest boots from its own disk. Such a guest has Doppel's agent port too
+     * (for a guest that installs Doppel's helper), but a stock distribution image does not answer on it.
+     */
+    public boolean identityThroughQga() {
+        return template.qemuGuestAgent() && bootsFromDisk();   // GuestDescriptor#qemuGuestAgent, #diskBoot
     }
 
     /** Something to close with the family, after its members (a page server, a network segment). */

@@ -39,8 +39,9 @@ import org.slf4j.LoggerFactory;
  *   <li>the parent's new process loads the descriptor and continues (this ends the parent's pause),
  *       then the clones load it in parallel and start;</li>
  *   <li>the old parent process quits and the generation file is frozen;</li>
- *   <li>each clone gets its own MAC, IP, hostname and RNG seed from the guest agent, then its tap
- *       comes up on the isolated clone network;</li>
+ *   <li>each clone gets its own MAC, IP, hostname and RNG seed from the guest agent (Doppel's, or for a
+ *       real guest the standard qemu-guest-agent, which also sets the clock and makes new SSH host keys:
+ *       {@link dev.doppel.clone.identity.QgaCloneIdentity}), then its tap comes up on the isolated clone network;</li>
  *   <li>in the background the parent moves back onto a fresh shared file (a local live migration),
  *       so that it can fork again.</li>
  * </ol>
@@ -318,6 +319,10 @@ public final class ForkService {
     private void applyIdentity(ForkableVm clone) {
         byte[] seed = new byte[32];
         random.nextBytes(seed);
+        if (clone.family().identityThroughQga()) {
+            RealGuestIdentities.giveClone(clone, seed);   // a stock guest: qemu-guest-agent, no Doppel agent
+            return;
+        }
         try {
             clone.agent().command("set-identity", Map.of(
                     "hostname", clone.name(),

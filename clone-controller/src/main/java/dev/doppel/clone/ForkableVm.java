@@ -147,6 +147,14 @@ public final class ForkableVm {
         this.reshare = f;
     }
 
+    /**
+     * The current process's socket of the standard QEMU guest agent (real guests). It changes when the
+     * VM changes process (a fork moves the parent), so connect anew after a fork.
+     */
+    public java.nio.file.Path qgaSocket() {
+        return process().vm.runDir().qgaSocket();
+    }
+
     /** The guest agent session (connected on first use; it follows the VM across processes). */
     public synchronized GuestAgentClient agent() throws IOException {
         if (agent == null) {

@@ -10,6 +10,7 @@ import dev.doppel.clone.RemoteFork;
 import dev.doppel.clone.RemoteForkService;
 import dev.doppel.clone.net.RemoteHost;
 import dev.doppel.hostnet.HostCommand;
+import dev.doppel.vm.DiskImageVm;
 import dev.doppel.vm.GuestImage;
 import dev.doppel.vm.VmLauncher;
 import dev.doppel.vm.VmSpec;
@@ -41,7 +42,13 @@ public final class ForkCommand {
     @Command(name = "run", description = "Boot a forkable guest, fork it into N clones, show them, then clean up.")
     static final class Run implements Callable<Integer> {
         @Option(names = {"-n", "--clones"}, defaultValue = "2", description = "number of clones (default ${DEFAULT-VALUE})") int clones;
-        @Option(names = "--mem", defaultValue = "256", description = "guest RAM in MiB (default ${DEFAULT-VALUE})") long memMiB;
+        @Option(names = "--mem", description = "guest RAM in MiB (default 256, with --image 1024)") Long memMiB;
+        @Option(names = "--image", description = "fork your own BIOS-bootable disk image (qcow2 or raw) with qemu-guest-agent"
+                + " inside, instead of Doppel's guest; clones get hostname, MAC/IP, SSH host keys, RNG and clock through qemu-ga."
+                + " The image is not written (the family runs on overlays)") Path image;
+        @Option(names = "--cpus", defaultValue = "1", description = "vCPUs (default ${DEFAULT-VALUE})") int cpus;
+        @Option(names = "--ready-timeout", defaultValue = "600", description = "with --image: seconds to wait for the booted"
+                + " guest's agent, and for each clone's identity (default ${DEFAULT-VALUE})") int readyTimeoutS;
         @Option(names = "--run", defaultValue = "dirtier", description = "guest workload (default ${DEFAULT-VALUE})") String run;
         @Option(names = "--seconds", defaultValue = "10", description = "how long to watch the clones (default ${DEFAULT-VALUE})") int seconds;
         @Option(names = "--name", description = "the parent VM's name (default fork<pid>)") String vmName;
@@ -57,6 +64,10 @@ public final class ForkCommand {
 
         @Override
         public Integer call() throws Exception {
+            if (image != null && !hosts.isEmpty()) {
+                throw new ParameterException(commandSpec.commandLine(),
+                        "--image with --host is not supported yet (remote clones of a real guest are untested)");
+            }
             if (!hosts.isEmpty() && tls == null) {
                 throw new ParameterException(commandSpec.commandLine(),
                         "--host needs --tls DIR (mutual TLS between the page server and the clones) or --insecure");
@@ -78,18 +89,35 @@ public final class ForkCommand {
         private Integer run(List<RemoteHost> remoteHosts, GracefulStop stop) throws Exception {
             VmLauncher launcher = VmLauncher.create(accel.forced());
             Path work = Files.createTempDirectory("doppel-fork");
-            Path disk = work.resolve("disk.qcow2");
-            HostCommand.run("qemu-img", "create", "-q", "-f", "qcow2", disk.toString(), "64M");
             String name = vmName != null ? vmName : "fork" + ProcessHandle.current().pid();
-            VmSpec spec = VmLauncher.guestSpec(name, GuestImage.locate(), run, Map.of("doppel.dirty_rate", "2000")).memoryMiB(memMiB).build();
+            Path disk;
+            String diskFormat;
+            VmSpec spec;
+            if (image != null) {
+                disk = image.toAbsolutePath();
+                diskFormat = DiskImageVm.format(disk);
+                spec = DiskImageVm.spec(name, disk, diskFormat).memoryMiB(memMiB == null ? 1024 : memMiB).vcpus(cpus).build();
+            } else {
+                disk = work.resolve("disk.qcow2");
+                diskFormat = "qcow2";
+                HostCommand.run("qemu-img", "create", "-q", "-f", "qcow2", disk.toString(), "64M");
+                spec = VmLauncher.guestSpec(name, GuestImage.locate(), run, Map.of("doppel.dirty_rate", "2000"))
+                        .memoryMiB(memMiB == null ? 256 : memMiB).vcpus(cpus).build();
+            }
             PageServerOptions pageServer = PageServerOptions.defaults().withMulticast(!unicast);
             if (tls != null) {
                 pageServer = pageServer.withTls(tls.load());
             }
             ForkOptions options = ForkOptions.defaults().withPageServer(pageServer);
             try (CloneController controller = new CloneController(launcher, options)) {
-                ForkableVm parent = controller.start(spec, disk, "qcow2");
-                stop.awaitLine(parent.console(), Pattern.compile("DOPPEL-READY"), Duration.ofSeconds(120));
+                long tStart = System.nanoTime();
+                ForkableVm parent = controller.start(spec, disk, diskFormat);
+                if (image != null) {
+                    awaitIdentity(stop, parent, "booting: waiting for the guest agent", Duration.ofSeconds(readyTimeoutS));
+                    System.out.printf("guest agent answers, address set: %.1f s after start%n", (System.nanoTime() - tStart) / 1e9);
+                } else {
+                    stop.awaitLine(parent.console(), Pattern.compile("DOPPEL-READY"), Duration.ofSeconds(120));
+                }
                 System.out.printf("parent %s running at %s (pid %d)%n", parent.name(), parent.address().ip(), parent.pid());
                 RemoteFork remote = null;
                 ForkResult r;
@@ -110,6 +138,19 @@ public final class ForkCommand {
                     ForkableVm c = r.clones().get(k);
                     String host = remoteHosts.isEmpty() ? "local" : remoteHosts.get(k % remoteHosts.size()).name();
                     System.out.printf("%-24s %-14s %-18s %8d %-22s%n", c.name(), c.address().ip(), c.address().mac(), c.pid(), host);
+                }
+                if (image != null) {
+                    long tForked = System.nanoTime();
+                    for (ForkableVm c : r.clones()) {
+                        awaitIdentity(stop, c, "giving " + c.name() + " its identity through qemu-ga", Duration.ofSeconds(readyTimeoutS));
+                        System.out.printf("%-24s identity set (hostname %s, %s, new SSH host keys, RNG reseeded, clock set)"
+                                + " %.1f s after the fork%n", c.name(), c.name(), c.address().ip(), (System.nanoTime() - tForked) / 1e9);
+                    }
+                    String ns = parent.family().network().namespace();
+                    System.out.printf("the clone network is isolated; to reach it while this runs (--seconds):%n"
+                            + "  ip netns exec %s ip addr add 10.77.255.254/16 dev %s%n"
+                            + "  ip netns exec %s ssh-keyscan %s%n", ns, dev.doppel.clone.net.CloneNetwork.BRIDGE, ns,
+                            r.clones().get(0).address().ip());
                 }
                 if (stop.await(Duration.ofSeconds(seconds))) {
                     throw new GracefulStop.Requested();
@@ -132,6 +173,30 @@ public final class ForkCommand {
                 dev.doppel.vm.FileTrees.deleteRecursively(work);
             }
             return 0;
+        }
+    }
+
+    /**
+     * Waits for {@code vm}'s identity (a real guest's agent answered and set it), printing progress
+     * every 10 s; a failed identity ends the command with its cause.
+     */
+    private static void awaitIdentity(GracefulStop stop, ForkableVm vm, String what, Duration timeout) throws Exception {
+        long t0 = System.nanoTime();
+        while (true) {
+            if (System.nanoTime() - t0 > timeout.toNanos()) {
+                throw new IllegalStateException("VM '" + vm.name() + "': no identity within " + timeout.toSeconds() + " s (" + what + ")");
+            }
+            try {
+                vm.identity().get(10, java.util.concurrent.TimeUnit.SECONDS);
+                return;
+            } catch (java.util.concurrent.TimeoutException e) {
+                System.out.printf("  %s: %d s%n", what, (System.nanoTime() - t0) / 1_000_000_000L);
+            } catch (java.util.concurrent.ExecutionException e) {
+                throw new IllegalStateException(e.getCause().getMessage(), e.getCause());
+            }
+            if (stop.await(Duration.ZERO)) {
+                throw new GracefulStop.Requested();
+            }
         }
     }
 

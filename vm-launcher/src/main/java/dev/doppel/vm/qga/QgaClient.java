@@ -188,10 +188,22 @@ public final class QgaClient implements AutoCloseable {
 
     /** {@code guest-exec}: starts {@code path} with {@code args} in the guest; returns its pid. */
     public long exec(String path, List<String> args, boolean captureOutput) throws QgaException {
+        return exec(path, args, captureOutput, null);
+    }
+
+    /**
+     * {@code guest-exec} with {@code input} (may be null) as the program's standard input: the agent
+     * writes it to a pipe and closes the pipe, so the program reads exactly these bytes, then EOF.
+     * Input never appears on a command line (where other guest processes could read it).
+     */
+    public long exec(String path, List<String> args, boolean captureOutput, byte[] input) throws QgaException {
         Map<String, Object> a = new java.util.LinkedHashMap<>();
         a.put("path", path);
         a.put("arg", args);
         a.put("capture-output", captureOutput);
+        if (input != null) {
+            a.put("input-data", Base64.getEncoder().encodeToString(input));
+        }
         return execute("guest-exec", a, DEFAULT_TIMEOUT).path("pid").asLong();
     }
 
@@ -211,7 +223,12 @@ public final class QgaClient implements AutoCloseable {
      * @throws QgaException.Timeout if it has not exited within {@code timeout} (it keeps running)
      */
     public ExecStatus run(Duration timeout, String path, String... args) throws QgaException {
-        long pid = exec(path, List.of(args), true);
+        return runWithInput(timeout, null, path, args);
+    }
+
+    /** {@link #run} with {@code input} (may be null) on the program's standard input. */
+    public ExecStatus runWithInput(Duration timeout, byte[] input, String path, String... args) throws QgaException {
+        long pid = exec(path, List.of(args), true, input);
         long end = System.nanoTime() + timeout.toNanos();
         long pollMs = 20;
         while (true) {

@@ -4,12 +4,12 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 
 /** Where the tests find the real guest disk that scripts/build-real-guest made. */
-final class RealGuestImage {
+public final class RealGuestImage {
     private RealGuestImage() {
     }
 
     /** System property {@code doppel.real.guest.image}, else the setup's default; fails if missing. */
-    static Path locate() {
+    public static Path locate() {
         String p = System.getProperty("doppel.real.guest.image");
         Path image = p == null || p.isBlank() || p.contains("${")
                 ? Path.of(System.getProperty("user.home"), ".cache", "doppel", "real-guest", "current", "disk.qcow2")
