@@ -7,6 +7,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import dev.doppel.hostnet.HostCommand;
 import dev.doppel.vm.DiskImageVm;
 import dev.doppel.vm.GuestDescriptor;
+import dev.doppel.cli.bench.Psql;
 import dev.doppel.vm.VmRecord;
 import dev.doppel.vm.VmRunDir;
 import dev.doppel.vm.qga.QgaClient;

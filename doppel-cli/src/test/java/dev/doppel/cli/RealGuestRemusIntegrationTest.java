@@ -3,9 +3,10 @@ package dev.doppel.cli;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import dev.doppel.cli.bench.Psql;
+import dev.doppel.cli.bench.PsqlInserter;
 import dev.doppel.vm.VmRecord;
 import dev.doppel.vm.VmRunDir;
-import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
@@ -15,7 +16,6 @@ import java.util.Random;
 import java.util.Set;
 import java.util.TreeSet;
 import java.util.concurrent.ConcurrentSkipListSet;
-import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicInteger;
 import java.util.regex.Matcher;
 import java.util.regex.Pattern;
@@ -81,7 +81,7 @@ class RealGuestRemusIntegrationTest {
             protect.awaitOutput(CHECKPOINTING, 600);
             int failoversBefore = count(backup, FAILOVER);
 
-            try (Inserter inserter = new Inserter(pgPort, nextId, acknowledged)) {
+            try (PsqlInserter inserter = new PsqlInserter(pgPort, "acked", nextId, acknowledged)) {
                 int ackedBefore = acknowledged.size();
                 Thread.sleep(2000 + random.nextInt(4000));
                 long qemuPid = VmRecord.readFrom(VmRunDir.of(vm)).pid();
@@ -133,56 +133,6 @@ class RealGuestRemusIntegrationTest {
                 throw new AssertionError("no failover within " + timeout + ":" + p.tail());
             }
             Thread.sleep(100);
-        }
-    }
-
-    /**
-     * The client: one psql per committed insert (autocommit), as fast as it is answered. A commit counts
-     * as acknowledged when psql printed PostgreSQL's "INSERT 0 1" and exited 0; a failed one is retried
-     * with a new id (its row may or may not exist: only acknowledged ones are checked).
-     */
-    private static final class Inserter implements AutoCloseable {
-        private final AtomicBoolean running = new AtomicBoolean(true);
-        private final Thread thread;
-        private volatile String lastError = "";
-
-        Inserter(int port, AtomicInteger nextId, Set<Integer> acknowledged) {
-            thread = new Thread(() -> {
-                while (running.get()) {
-                    int id = nextId.incrementAndGet();
-                    try {
-                        String out = Psql.runEcho(port, "insert into acked(id) values (" + id + ")");
-                        if (out.contains("INSERT 0 1")) {
-                            acknowledged.add(id);
-                        }
-                    } catch (IOException e) {
-                        lastError = e.getMessage();
-                        sleep(200);
-                    } catch (InterruptedException e) {
-                        return;
-                    }
-                }
-            }, "psql-inserter");
-            thread.setDaemon(true);
-            thread.start();
-        }
-
-        String lastError() {
-            return lastError;
-        }
-
-        private static void sleep(long ms) {
-            try {
-                Thread.sleep(ms);
-            } catch (InterruptedException e) {
-                Thread.currentThread().interrupt();
-            }
-        }
-
-        @Override
-        public void close() throws InterruptedException {
-            running.set(false);
-            thread.join(120_000);
         }
     }
 }

@@ -185,10 +185,32 @@ public final class BackupService implements AutoCloseable {
         try {
             dev.doppel.vm.GuestDescriptor.of(spec).write(f.vm().runDir().guestFile());
             f.vm().releaseQmp();   // its monitor is for whoever protects it next
+            if (spec.qemuGuestAgent()) {
+                setGuestClock(f, spec.name());
+            }
         } catch (IOException | RuntimeException e) {
             log.warn("vm={} epoch={} event=restored-vm-undescribed cause=\"{}\" note=\"it cannot be protected again\"", spec.name(),
                     f.epoch(), e.getMessage());
         }
+    }
+
+    /**
+     * The guest resumed a checkpoint taken on another host; its clock is the primary's at that stop.
+     * With the standard guest agent the clock is set to this host's (off the failover path: the VM
+     * already runs and serves).
+     */
+    private void setGuestClock(BackupGuard.Failover f, String name) {
+        Thread t = new Thread(() -> {
+            try (dev.doppel.vm.qga.QgaClient qga = dev.doppel.vm.qga.QgaClient.awaitAgent(name, f.vm().runDir().qgaSocket(),
+                    Duration.ofSeconds(30), waited -> { })) {
+                qga.setTime(java.time.Instant.now());
+                log.info("vm={} epoch={} event=guest-clock-set via=qemu-guest-agent", name, f.epoch());
+            } catch (Exception e) {
+                log.warn("vm={} epoch={} event=guest-clock-not-set cause=\"{}\"", name, f.epoch(), e.getMessage());
+            }
+        }, "guest-clock-" + name);
+        t.setDaemon(true);
+        t.start();
     }
 
     /** The session to the configured ensemble, or to the one the primary named. */
