@@ -4,8 +4,8 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import dev.doppel.clone.identity.IdentityProbe;
 import dev.doppel.clone.net.CloneNetwork;
-import dev.doppel.hostnet.HostCommand;
 import dev.doppel.hostnet.NetNamespace;
 import dev.doppel.vm.Accelerator;
 import dev.doppel.vm.DiskImageVm;
@@ -13,8 +13,6 @@ import dev.doppel.vm.VmLauncher;
 import dev.doppel.vm.VmSpec;
 import dev.doppel.vm.qga.QgaClient;
 import dev.doppel.vm.qga.RealGuestImage;
-import java.io.IOException;
-import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.attribute.FileTime;
@@ -64,7 +62,7 @@ class RealGuestForkIntegrationTest {
             double agentS = (System.nanoTime() - t0) / 1e9;
             NetNamespace ns = parent.family().network().netns();
             ns.address(CloneNetwork.BRIDGE, HOST_CIDR);
-            awaitPsql(ns, parent.address().ip(), Duration.ofSeconds(300));
+            IdentityProbe.awaitPsql(ns, parent.address().ip(), Duration.ofSeconds(300));
             double pgS = (System.nanoTime() - t0) / 1e9;
             System.out.printf("REAL-GUEST-FORK parent booted: agent+address %.1f s, PostgreSQL on the clone network %.1f s%n", agentS, pgS);
 
@@ -73,9 +71,9 @@ class RealGuestForkIntegrationTest {
             Map<String, String> randoms = new LinkedHashMap<>();
             try (QgaClient qga = QgaClient.connect(parent.name(), parent.qgaSocket())) {
                 hostNames.put(parent.name(), qga.hostName());
-                randoms.put(parent.name(), urandom32(qga));
+                randoms.put(parent.name(), IdentityProbe.urandom32(qga));
             }
-            sshKeys.put(parent.name(), sshKeyscan(ns, parent.address().ip()));
+            sshKeys.put(parent.name(), IdentityProbe.sshKey(ns, parent.address().ip()));
 
             // the fork; each clone's identity is applied in the background, timed from the fork's return
             ForkResult r = controller.fork(parent, CLONES);
@@ -90,7 +88,7 @@ class RealGuestForkIntegrationTest {
 
             for (ForkableVm c : r.clones()) {
                 try (QgaClient qga = QgaClient.connect(c.name(), c.qgaSocket())) {
-                    randoms.put(c.name(), urandom32(qga));   // the clone's first read after its identity
+                    randoms.put(c.name(), IdentityProbe.urandom32(qga));   // the clone's first read after its identity
                     hostNames.put(c.name(), qga.hostName());
                     QgaClient.NetworkInterface nic = qga.networkInterfaces().stream()
                             .filter(n -> c.address().mac().equalsIgnoreCase(n.mac())).findFirst()
@@ -101,8 +99,8 @@ class RealGuestForkIntegrationTest {
                 }
                 assertEquals(c.name(), hostNames.get(c.name()), "guest-get-host-name of " + c.name());
                 // the stock client on the clone's own address; the server says which address it answered on
-                assertEquals(c.address().ip(), psql(ns, c.address().ip(), "select host(inet_server_addr())").strip());
-                sshKeys.put(c.name(), sshKeyscan(ns, c.address().ip()));
+                assertEquals(c.address().ip(), IdentityProbe.psql(ns, c.address().ip(), "select host(inet_server_addr())").strip());
+                sshKeys.put(c.name(), IdentityProbe.sshKey(ns, c.address().ip()));
             }
             assertDistinct("host names", hostNames);
             assertDistinct("SSH host keys (ssh-keyscan)", sshKeys);
@@ -114,8 +112,8 @@ class RealGuestForkIntegrationTest {
                 qga.ping(Duration.ofSeconds(30));
                 assertEquals(hostNames.get(parent.name()), qga.hostName());
             }
-            assertEquals("1", psql(ns, parent.address().ip(), "select 1").strip());
-            assertEquals(sshKeys.get(parent.name()), sshKeyscan(ns, parent.address().ip()), "the parent keeps its host key");
+            assertEquals("1", IdentityProbe.psql(ns, parent.address().ip(), "select 1").strip());
+            assertEquals(sshKeys.get(parent.name()), IdentityProbe.sshKey(ns, parent.address().ip()), "the parent keeps its host key");
 
             System.out.printf("REAL-GUEST-FORK clones=%d fork_ms=%.1f parent_pause_ms=%.1f identity_ms_all=%.0f identity_ms=%s"
                             + " boot_agent_s=%.1f boot_pg_s=%.1f%n", CLONES, r.forkMs(), r.parentPauseMs(), allIdentitiesMs,
@@ -128,68 +126,5 @@ class RealGuestForkIntegrationTest {
         Set<String> seen = new HashSet<>(byVm.values());
         assertEquals(byVm.size(), seen.size(), what + " must differ between all VMs: " + byVm);
         assertFalse(byVm.values().stream().anyMatch(String::isBlank), what + ": " + byVm);
-    }
-
-    private static String urandom32(QgaClient qga) throws IOException {
-        QgaClient.ExecStatus s = qga.run(Duration.ofSeconds(60), "/bin/sh", "-c", "head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \\n'");
-        assertTrue(s.succeeded(), "urandom: " + s.stderr());
-        assertEquals(64, s.stdout().length(), s.stdout());
-        return s.stdout();
-    }
-
-    /** The ed25519 host key sshd on {@code ip} presents, as ssh-keyscan prints it (key type and base64). */
-    private static String sshKeyscan(NetNamespace ns, String ip) throws Exception {
-        String last = "";
-        for (int attempt = 0; attempt < 10; attempt++) {
-            NsResult res = inNamespace(ns, Map.of(), "ssh-keyscan", "-T", "15", "-t", "ed25519", ip);
-            for (String line : res.out.split("\n")) {
-                if (line.startsWith(ip + " ssh-ed25519 ")) {
-                    return line.substring(ip.length() + 1).strip();
-                }
-            }
-            last = res.out;
-            Thread.sleep(1000);
-        }
-        throw new AssertionError("ssh-keyscan " + ip + " got no ed25519 key: " + last);
-    }
-
-    private static void awaitPsql(NetNamespace ns, String ip, Duration timeout) throws Exception {
-        long end = System.nanoTime() + timeout.toNanos();
-        String last = "";
-        while (System.nanoTime() < end) {
-            try {
-                if (psql(ns, ip, "select 1").strip().equals("1")) {
-                    return;
-                }
-            } catch (IOException notYet) {
-                last = notYet.getMessage();
-            }
-            Thread.sleep(1000);
-        }
-        throw new AssertionError("PostgreSQL at " + ip + " did not answer psql within " + timeout + ": " + last);
-    }
-
-    /** Debian's psql from the host's address on the clone network; IOException if it fails. */
-    private static String psql(NetNamespace ns, String ip, String sql) throws Exception {
-        NsResult res = inNamespace(ns, Map.of("PGPASSWORD", "doppel", "PGCONNECT_TIMEOUT", "10"),
-                "psql", "-h", ip, "-U", "doppel", "-d", "doppel", "-v", "ON_ERROR_STOP=1", "-Atqc", sql);
-        if (res.exit != 0) {
-            throw new IOException("psql " + ip + " exit " + res.exit + ": " + res.out);
-        }
-        return res.out;
-    }
-
-    private record NsResult(int exit, String out) {
-    }
-
-    private static NsResult inNamespace(NetNamespace ns, Map<String, String> env, String... argv) throws Exception {
-        ProcessBuilder pb = new ProcessBuilder(HostCommand.inNamespace(ns.name(), List.of(argv))).redirectErrorStream(true);
-        pb.environment().putAll(env);
-        Process p = pb.start();
-        if (!p.waitFor(60, TimeUnit.SECONDS)) {
-            p.destroyForcibly();
-            return new NsResult(-1, String.join(" ", argv) + " hung");
-        }
-        return new NsResult(p.exitValue(), new String(p.getInputStream().readAllBytes(), StandardCharsets.UTF_8));
     }
 }

@@ -7,7 +7,7 @@ import picocli.CommandLine.Command;
  * its last line, one JSON object with its figures (tools read that line).
  */
 @Command(name = "bench", description = "Benchmarks: a table, then one JSON line of figures.",
-        subcommands = {QmpBench.class, ForkBench.class, RemoteForkBench.class, RemusBench.class, RemusKvBench.class, RemusPgBench.class, FailoverBench.class,
+        subcommands = {QmpBench.class, ForkBench.class, RemoteForkBench.class, RemusBench.class, RemusKvBench.class, RemusPgBench.class, ForkRealBench.class, FailoverBench.class,
                 RemusCampaignBench.class, HaFaultsBench.class})
 public final class BenchCommand {
 }
