@@ -1,5 +1,6 @@
 package dev.doppel.cli;
 
+import dev.doppel.cli.bench.CliChild;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
@@ -15,6 +16,7 @@ import dev.doppel.tls.PeerTls;
 import dev.doppel.tls.Pki;
 import dev.doppel.vm.VmRecord;
 import dev.doppel.vm.VmRunDir;
+import java.time.Duration;
 import java.net.InetSocketAddress;
 import java.net.ServerSocket;
 import java.nio.file.Files;
@@ -59,13 +61,13 @@ class ControllerCrashIntegrationTest {
         Path disk = hosts.work.resolve("disk.qcow2");
         HostCommand.run("qemu-img", "create", "-q", "-f", "qcow2", disk.toString(), "64M");
         int port = HaHosts.freePort();
-        CliProcess backup = hosts.backup(port);
-        CliProcess.run(180, "vm", "start", vm, "--run", "dirtier", "--colo", "--disk", disk.toString(), "--user-net", "--wait-ready");
+        CliChild backup = hosts.backup(port);
+        CliChild.run(Duration.ofSeconds(180), "vm", "start", vm, "--run", "dirtier", "--colo", "--disk", disk.toString(), "--user-net", "--wait-ready");
         long qemuPid = VmRecord.readFrom(VmRunDir.of(vm)).pid();
 
         // 1. The controller dies by SIGKILL on a saturated machine.
-        CliProcess first = hosts.protect(vm, port, 50);
-        first.awaitOutput(CHECKPOINTING, 180);
+        CliChild first = hosts.protect(vm, port, 50);
+        first.awaitLine(CHECKPOINTING, Duration.ofSeconds(180));
         try (CpuHog hog = CpuHog.allCores()) {
             first.process().destroyForcibly();
             assertTrue(first.process().waitFor(10, TimeUnit.SECONDS));
@@ -80,13 +82,13 @@ class ControllerCrashIntegrationTest {
                 () -> new AssertionError("the guard outlived its controller"));
 
         // 2. A new controller re-attaches and protects again.
-        CliProcess second = hosts.protect(vm, port, 50);
-        second.awaitOutput("re-attached to the running guard", 60);
-        second.awaitOutput(CHECKPOINTING, 180);
+        CliChild second = hosts.protect(vm, port, 50);
+        second.awaitLine("re-attached to the running guard", Duration.ofSeconds(60));
+        second.awaitLine(CHECKPOINTING, Duration.ofSeconds(180));
         // The guest runs (its console goes on; QMP is the controller's while it protects).
-        List<String> before = CliProcess.run(60, "vm", "console", vm, "-n", "2");
+        List<String> before = CliChild.run(Duration.ofSeconds(60), "vm", "console", vm, "-n", "2");
         Thread.sleep(3000);
-        List<String> after = CliProcess.run(60, "vm", "console", vm, "-n", "2");
+        List<String> after = CliChild.run(Duration.ofSeconds(60), "vm", "console", vm, "-n", "2");
         assertFalse(before.equals(after), "the guest's console goes on: " + before + " then " + after);
 
         // 3. The guard dies by SIGKILL: the QEMU dies with it, and the backup takes over.
@@ -95,7 +97,7 @@ class ControllerCrashIntegrationTest {
         ProcessHandle.of(guardPid).orElseThrow().destroyForcibly();
         assertTrue(ProcessDeath.await(ProcessHandle.of(qemuPid).orElseThrow(), java.time.Duration.ofSeconds(2)),
                 "the primary QEMU died with its guard");
-        backup.awaitOutput("event=failover-done", 30);
+        backup.awaitLine("event=failover-done", Duration.ofSeconds(30));
         long ms = (System.nanoTime() - killedAt) / 1_000_000;
         assertTrue(ms < 10_000, "failed over " + ms + " ms after the guard's death");
         long bkPid = VmRecord.readFrom(VmRunDir.of(vm + "-bk")).pid();

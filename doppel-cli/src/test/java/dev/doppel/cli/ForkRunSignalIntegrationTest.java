@@ -1,11 +1,13 @@
 package dev.doppel.cli;
 
+import dev.doppel.cli.bench.CliChild;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.doppel.clone.ForkOptions;
 import dev.doppel.hostnet.NetNamespace;
 import dev.doppel.vm.VmRunDir;
+import java.time.Duration;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -25,7 +27,7 @@ import org.junit.jupiter.api.Test;
 class ForkRunSignalIntegrationTest {
 
     private final String name = "sig" + ProcessHandle.current().pid();
-    private CliProcess run;
+    private CliChild run;
 
     @AfterEach
     void stopCli() throws InterruptedException {
@@ -36,9 +38,9 @@ class ForkRunSignalIntegrationTest {
 
     @Test
     void ctrlCWhileWatchingTheClonesRemovesWhatTheForkMade() throws Exception {
-        run = CliProcess.start("fork", "run", "--clones", "2", "--seconds", "300", "--name", name);
+        run = CliChild.start("fork", "run", "--clones", "2", "--seconds", "300", "--name", name);
         Process cli = run.process();
-        run.awaitOutput("forked into 2 clones", 180);
+        run.awaitLine("forked into 2 clones", Duration.ofSeconds(180));
         assertTrue(NetNamespace.exists("dpf-" + name), "the clone network exists while the clones run: " + run.tail());
         assertTrue(qemuProcesses() >= 3, "parent and 2 clones run");
         assertTrue(Files.isDirectory(generations()), "the fork froze the parent's memory into " + generations());

@@ -1,11 +1,13 @@
 package dev.doppel.cli;
 
+import dev.doppel.cli.bench.CliChild;
 import dev.doppel.hostnet.HostCommand;
 import dev.doppel.hostnet.HostSockets;
 import dev.doppel.remus.fencing.EmbeddedCoordinator;
 import dev.doppel.tls.PeerTls;
 import dev.doppel.tls.Pki;
 import dev.doppel.vm.VmRunDir;
+import java.time.Duration;
 import java.io.IOException;
 import java.net.InetSocketAddress;
 import java.net.ServerSocket;
@@ -36,16 +38,16 @@ final class HaHosts implements AutoCloseable {
     }
 
     /** {@code backup serve} on a free port with this CA and coordinator; returns it (its port via {@link #portOf}). */
-    CliProcess backup(int port, String... extra) throws IOException {
+    CliChild backup(int port, String... extra) throws IOException {
         List<String> args = new ArrayList<>(List.of("backup", "serve", "--listen", "127.0.0.1:" + port, "--store",
                 Files.createDirectories(work.resolve("store-" + port)).toString(), "--tls", tls, "--coordinator", zk.connectString()));
         args.addAll(List.of(extra));
-        return own(CliProcess.start(args.toArray(String[]::new)));
+        return own(CliChild.start(args.toArray(String[]::new)));
     }
 
     /** {@code protect VM} to the backup service on {@code backupPort}, checkpointing every {@code intervalMs}. */
-    CliProcess protect(String vm, int backupPort, int intervalMs) throws IOException {
-        return own(CliProcess.start("protect", vm, "--backup", "127.0.0.1:" + backupPort, "--tls", tls, "--coordinator",
+    CliChild protect(String vm, int backupPort, int intervalMs) throws IOException {
+        return own(CliChild.start("protect", vm, "--backup", "127.0.0.1:" + backupPort, "--tls", tls, "--coordinator",
                 zk.connectString(), "--interval", Integer.toString(intervalMs)));
     }
 
@@ -54,7 +56,11 @@ final class HaHosts implements AutoCloseable {
         vms.add(name);
     }
 
+    /** Owned until close; a CLI child's whole output is kept in target/cli-logs for the reader of a failure. */
     <T extends AutoCloseable> T own(T c) {
+        if (c instanceof CliChild child) {
+            child.keepOutputIn(Path.of("target", "cli-logs"));
+        }
         cleanup.add(c);
         return c;
     }
@@ -81,8 +87,8 @@ final class HaHosts implements AutoCloseable {
         for (String name : vms) {
             if (Files.exists(VmRunDir.root().resolve("vms").resolve(name))) {
                 try {
-                    CliProcess.run(60, "vm", "stop", name);
-                } catch (AssertionError e) {
+                    CliChild.run(Duration.ofSeconds(60), "vm", "stop", name);
+                } catch (IOException e) {
                     System.err.println("cleanup: " + e.getMessage());
                 }
             }

@@ -1,5 +1,6 @@
 package dev.doppel.cli;
 
+import dev.doppel.cli.bench.CliChild;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
@@ -46,8 +47,8 @@ class ImageVmProtectIntegrationTest {
         for (String name : List.of(vm, vm + "-bk")) {
             if (Files.exists(VmRunDir.root().resolve("vms").resolve(name))) {
                 try {
-                    CliProcess.run(60, "vm", "stop", name);
-                } catch (AssertionError e) {
+                    CliChild.run(Duration.ofSeconds(60), "vm", "stop", name);
+                } catch (java.io.IOException e) {
                     System.err.println("cleanup: " + e.getMessage());
                 }
             }
@@ -64,7 +65,7 @@ class ImageVmProtectIntegrationTest {
         int pgPort = freePort();
         int backupPort = freePort();
 
-        List<String> started = CliProcess.run(400, "vm", "start", vm, "--image", image.toString(), "--mem", "512M",
+        List<String> started = CliChild.run(Duration.ofSeconds(400), "vm", "start", vm, "--image", image.toString(), "--mem", "512M",
                 "--colo", "--user-net", "--forward", "tcp:127.0.0.1:" + pgPort + "-:5432", "--accel", "tcg", "--wait-ready");
         assertTrue(started.stream().anyMatch(l -> l.contains("guest ready: guest agent answers (host name debian-pg)")), started.toString());
         VmRunDir dir = VmRunDir.of(vm);
@@ -76,19 +77,19 @@ class ImageVmProtectIntegrationTest {
         Psql.awaitReady(pgPort, Duration.ofSeconds(180));
         assertEquals("1", Psql.run(pgPort, "create table acked(x int primary key); insert into acked values (1); select count(*) from acked").strip());
 
-        CliProcess backup = CliProcess.start("backup", "serve", "--listen", "127.0.0.1:" + backupPort,
+        CliChild backup = CliChild.start("backup", "serve", "--listen", "127.0.0.1:" + backupPort,
                 "--store", Files.createDirectories(work.resolve("store")).toString(), "--insecure");
         cleanup.add(backup);
-        CliProcess protect = CliProcess.start("protect", vm, "--backup", "127.0.0.1:" + backupPort, "--insecure", "--interval", "100");
+        CliChild protect = CliChild.start("protect", vm, "--backup", "127.0.0.1:" + backupPort, "--insecure", "--interval", "100");
         cleanup.add(protect);
-        protect.awaitOutput(CHECKPOINTING, 400);
+        protect.awaitLine(CHECKPOINTING, Duration.ofSeconds(400));
 
         // committed while protected: psql's answer is held until the backup has the epoch
         assertEquals("3", Psql.run(pgPort, "insert into acked values (2),(3); select count(*) from acked").strip());
 
         long qemuPid = VmRecord.readFrom(dir).pid();
         ProcessHandle.of(qemuPid).orElseThrow().destroyForcibly();
-        backup.awaitOutput("event=failover-done", 60);
+        backup.awaitLine("event=failover-done", Duration.ofSeconds(60));
 
         VmRunDir bk = VmRunDir.of(vm + "-bk");
         try (QgaClient qga = QgaClient.awaitAgent(vm + "-bk", bk.qgaSocket(), Duration.ofSeconds(60), w -> { })) {

@@ -1,5 +1,6 @@
 package dev.doppel.cli;
 
+import dev.doppel.cli.bench.CliChild;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
@@ -59,12 +60,12 @@ class RealGuestRemusIntegrationTest {
         int pgPort = HaHosts.freePort();
         String forward = "tcp:127.0.0.1:" + pgPort + "-:5432";
         int[] backupPorts = {HaHosts.freePort(), HaHosts.freePort()};
-        List<CliProcess> backups = List.of(hosts.backup(backupPorts[0], "--forward", forward),
+        List<CliChild> backups = List.of(hosts.backup(backupPorts[0], "--forward", forward),
                 hosts.backup(backupPorts[1], "--forward", forward));
 
         String vm = "pg" + ProcessHandle.current().pid();
         hosts.vm(vm);
-        CliProcess.run(600, "vm", "start", vm, "--image", image.toString(), "--mem", "512M", "--colo", "--user-net",
+        CliChild.run(Duration.ofSeconds(600), "vm", "start", vm, "--image", image.toString(), "--mem", "512M", "--colo", "--user-net",
                 "--forward", forward, "--wait-ready");
         Psql.awaitReady(pgPort, Duration.ofSeconds(180));
         Psql.run(pgPort, "create table acked(id int primary key, at timestamptz default now())");
@@ -76,10 +77,10 @@ class RealGuestRemusIntegrationTest {
         List<Double> failoverMs = new ArrayList<>();
         for (int round = 0; round < ROUNDS; round++) {
             int to = backupPorts[round % 2];
-            CliProcess backup = backups.get(round % 2);
-            CliProcess protect = hosts.protect(vm, to, 50);
-            protect.awaitOutput(CHECKPOINTING, 600);
-            int failoversBefore = count(backup, FAILOVER);
+            CliChild backup = backups.get(round % 2);
+            CliChild protect = hosts.protect(vm, to, 50);
+            protect.awaitLine(CHECKPOINTING, Duration.ofSeconds(600));
+            long failoversBefore = backup.count(FAILOVER);
 
             try (PsqlInserter inserter = new PsqlInserter(pgPort, "acked", nextId, acknowledged)) {
                 int ackedBefore = acknowledged.size();
@@ -87,7 +88,7 @@ class RealGuestRemusIntegrationTest {
                 long qemuPid = VmRecord.readFrom(VmRunDir.of(vm)).pid();
                 ProcessHandle.of(qemuPid).orElseThrow().destroyForcibly();
                 int ackedAtKill = acknowledged.size();
-                awaitCount(backup, FAILOVER, failoversBefore + 1, Duration.ofSeconds(120));
+                backup.awaitCount(FAILOVER, failoversBefore + 1, Duration.ofSeconds(120));
                 vm = vm + "-bk";   // the backup service's name for it: the dead primary's run directory is still here
                 hosts.vm(vm);
                 // The client reconnects to the same address (the backup's copy has the same forward) and commits again.
@@ -109,30 +110,11 @@ class RealGuestRemusIntegrationTest {
             assertEquals(List.of(), lost, "round " + round + ": acknowledged commits missing after the failover");
             assertEquals(postmasterStart, Psql.run(pgPort, "select pg_postmaster_start_time()").strip(),
                     "round " + round + ": PostgreSQL was restarted");
-            Matcher m = FAILOVER.matcher(last(backup, FAILOVER));
+            Matcher m = FAILOVER.matcher(backup.last(FAILOVER));
             failoverMs.add(m.find() ? Double.parseDouble(m.group(1)) : Double.NaN);
             log.info("round {}: {} commits acknowledged so far, all in the table; failover {} ms; now {}", round, acknowledged.size(),
                     failoverMs.get(failoverMs.size() - 1), vm);
         }
         log.info("{} kill -9 rounds: {} acknowledged commits, 0 lost, failover ms {}", ROUNDS, acknowledged.size(), failoverMs);
-    }
-
-    private static int count(CliProcess p, Pattern line) {
-        return (int) p.output().stream().filter(l -> line.matcher(l).find()).count();
-    }
-
-    private static String last(CliProcess p, Pattern line) {
-        List<String> hits = p.output().stream().filter(l -> line.matcher(l).find()).toList();
-        return hits.isEmpty() ? "" : hits.get(hits.size() - 1);
-    }
-
-    private static void awaitCount(CliProcess p, Pattern line, int n, Duration timeout) throws InterruptedException {
-        long deadline = System.nanoTime() + timeout.toNanos();
-        while (count(p, line) < n) {
-            if (System.nanoTime() > deadline) {
-                throw new AssertionError("no failover within " + timeout + ":" + p.tail());
-            }
-            Thread.sleep(100);
-        }
     }
 }

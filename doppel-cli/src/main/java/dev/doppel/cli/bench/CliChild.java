@@ -24,6 +24,7 @@ public final class CliChild implements AutoCloseable {
     private final Process process;
     private final List<String> output = new CopyOnWriteArrayList<>();
     private final Thread reader;
+    private volatile Path keepIn;
 
     private CliChild(String label, Process process) {
         this.label = label;
@@ -35,8 +36,9 @@ public final class CliChild implements AutoCloseable {
 
     public static CliChild start(String... args) throws IOException {
         List<String> command = new ArrayList<>(List.of(Path.of(System.getProperty("java.home"), "bin", "java").toString(),
-                "-cp", System.getProperty("java.class.path"),
-                "-Ddoppel.guest.dir=" + System.getProperty("doppel.guest.dir"), "-Ddoppel.root=" + System.getProperty("doppel.root"),
+                // under Maven's test runner, the test class path it was given
+                "-cp", System.getProperty("surefire.test.class.path", System.getProperty("java.class.path")),
+                "-Ddoppel.guest.dir=" + System.getProperty("doppel.guest.dir"), "-Ddoppel.root=" + projectRoot(),
                 DoppelCli.class.getName()));
         command.addAll(List.of(args));
         return new CliChild(String.join(" ", List.of(args).subList(0, Math.min(2, args.length))),
@@ -55,6 +57,45 @@ public final class CliChild implements AutoCloseable {
             }
             return List.copyOf(c.output);
         }
+    }
+
+    /** bin/doppel's checkout: the property it sets, else (tests run in a module's directory) found from here. */
+    private static Path projectRoot() {
+        String root = System.getProperty("doppel.root");
+        if (root != null) {
+            return Path.of(root);
+        }
+        Path dir = Path.of(System.getProperty("user.dir")).toAbsolutePath();
+        return java.nio.file.Files.exists(dir.resolve("bin/doppel")) ? dir : dir.getParent();
+    }
+
+    public Process process() {
+        return process;
+    }
+
+    /** Every line so far (stdout and stderr). */
+    public List<String> output() {
+        return output;
+    }
+
+    public boolean printed(Pattern line) {
+        return count(line) > 0;
+    }
+
+    /** Waits for a line matching {@code line}. */
+    public void awaitLine(Pattern line, Duration timeout) throws IOException, InterruptedException {
+        awaitCount(line, 1, timeout);
+    }
+
+    /** Waits for a line containing {@code text}. */
+    public void awaitLine(String text, Duration timeout) throws IOException, InterruptedException {
+        awaitCount(Pattern.compile(Pattern.quote(text)), 1, timeout);
+    }
+
+    /** On {@link #close}, the whole output is also written to {@code dir} (for the reader of a failure). */
+    public CliChild keepOutputIn(Path dir) {
+        this.keepIn = dir;
+        return this;
     }
 
     public long count(Pattern line) {
@@ -102,6 +143,16 @@ public final class CliChild implements AutoCloseable {
             process.destroy();
             if (!process.waitFor(60, TimeUnit.SECONDS)) {
                 process.destroyForcibly();
+            }
+        }
+        Path dir = keepIn;
+        if (dir != null) {
+            reader.join(5000);
+            try {
+                java.nio.file.Files.createDirectories(dir);
+                java.nio.file.Files.write(dir.resolve(label.replace(' ', '-') + "-" + process.pid() + ".log"), output);
+            } catch (IOException e) {
+                System.err.println("cannot keep the output of '" + label + "': " + e.getMessage());
             }
         }
     }
