@@ -77,9 +77,9 @@ public final class VmCommand {
                     overlay = DiskImageVm.createOverlay(image, DiskImageVm.overlayFor(name));
                     spec = DiskImageVm.spec(name, overlay, "qcow2");
                 }
-                spec.memoryMiB(mem == null ? 1024 : parseMiB(mem));
+                spec.memoryMiB(mem == null ? 1024 : dev.doppel.cli.bench.MemorySize.mib(mem));
             } else {
-                spec = VmLauncher.guestSpec(name, GuestImage.locate(), run, params).memoryMiB(mem == null ? 256 : parseMiB(mem));
+                spec = VmLauncher.guestSpec(name, GuestImage.locate(), run, params).memoryMiB(mem == null ? 256 : dev.doppel.cli.bench.MemorySize.mib(mem));
             }
             spec.vcpus(cpus);
             if (memFile != null) {
@@ -140,22 +140,6 @@ public final class VmCommand {
                 return "?";
             }
             return "(empty)";
-        }
-
-        static long parseMiB(String text) {
-            String t = text.trim().toUpperCase(java.util.Locale.ROOT);
-            long factor = 1;
-            if (t.endsWith("G")) {
-                factor = 1024;
-                t = t.substring(0, t.length() - 1);
-            } else if (t.endsWith("M")) {
-                t = t.substring(0, t.length() - 1);
-            }
-            try {
-                return Long.parseLong(t) * factor;
-            } catch (NumberFormatException e) {
-                throw new IllegalArgumentException("bad --mem '" + text + "' (want e.g. 512, 512M, 2G)");
-            }
         }
 
         private static void refuseIfRunning(String name) {

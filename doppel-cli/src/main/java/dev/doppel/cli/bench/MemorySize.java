@@ -3,11 +3,11 @@ package dev.doppel.cli.bench;
 import java.util.Locale;
 
 /** Parses sizes such as 512, 512M, 1G (MiB when no unit). */
-final class MemorySize {
+public final class MemorySize {
     private MemorySize() {
     }
 
-    static long mib(String text) {
+    public static long mib(String text) {
         String t = text.trim().toUpperCase(Locale.ROOT);
         if (t.endsWith("IB")) {
             t = t.substring(0, t.length() - 2);
