@@ -136,6 +136,11 @@ public final class BackupGuard implements AutoCloseable {
         String backupNamed;
         try {
             OwnershipRecord r = VmLease.recordOf(fencing.coordinator(), endpoint.vmName());
+            if (r != null && fencing.holder().equals(r.owner())) {
+                log.warn("vm={} epoch={} event=stand-down-ignored reason=\"{}\" cause=\"this backup owns the VM (it took it over)\"",
+                        spec.name(), m.epoch(), m.reason());
+                return;
+            }
             backupNamed = r == null ? null : r.backup();
         } catch (FencingException e) {
             log.warn("vm={} epoch={} event=stand-down-ignored reason=\"{}\" cause=\"record unreadable: {}\"", spec.name(), m.epoch(),
@@ -151,6 +156,10 @@ public final class BackupGuard implements AutoCloseable {
                 spec.name(), m.epoch(), m.reason(), backupNamed);
         if (state != State.FAILED_OVER) {
             state = State.STALE;
+            // Final: the record no longer names this store, so no takeover can ever succeed; whoever
+            // waits for this guard's failover learns it now rather than never.
+            failover.completeExceptionally(new IllegalStateException("VM '" + spec.name() + "' epoch " + m.epoch()
+                    + ": not failing over: the primary went on without this store (" + m.reason() + ")"));
         }
     }
 
