@@ -113,7 +113,8 @@ class RemusFailoverIntegrationTest {
             h.proxy.thaw();
             h.proxy.killConnections();
             Thread.sleep(1000);
-            assertFalse(h.guard.failover().isDone(), "a stale backup must never fail over");
+            assertEquals(null, h.guard.completedFailover(), "a stale backup must never fail over");
+            assertTrue(h.guard.failover().isCompletedExceptionally(), "a stale guard says it will not fail over");
 
             // A new backup appears: the primary protects itself again (full synchronisation).
             h.guard.close();
