@@ -38,7 +38,6 @@ import org.junit.jupiter.api.io.TempDir;
 @Tag("integration")
 @Timeout(120)
 class IncomingTlsIntegrationTest {
-    private static final byte[] MIGRATION_HEADER = {'Q', 'E', 'V', 'M', 0, 0, 0, 3};
 
     @TempDir Path tmp;
     @AutoClose TestVms vms = new TestVms();
@@ -66,9 +65,9 @@ class IncomingTlsIntegrationTest {
 
         // Plain TCP speaking migration at once; openssl without a certificate; openssl with another CA's;
         // Doppel's client with another CA's identity (it distrusts the clone first and sends an alert).
-        assertEquals(0, plainRogue(incoming), "a plain TCP peer got bytes from the clone");
-        String noCert = openssl(incoming, "-CAfile", host.resolve("ca-cert.pem").toString());
-        String foreign = openssl(incoming, "-cert", foreignHost.resolve("client-cert.pem").toString(),
+        assertEquals(0, TlsRogues.plainRogue(incoming), "a plain TCP peer got bytes from the clone");
+        String noCert = TlsRogues.openssl(incoming, "-CAfile", host.resolve("ca-cert.pem").toString());
+        String foreign = TlsRogues.openssl(incoming, "-cert", foreignHost.resolve("client-cert.pem").toString(),
                 "-key", foreignHost.resolve("client-key.pem").toString(), "-CAfile", foreignHost.resolve("ca-cert.pem").toString());
         try (Socket plain = new Socket()) {
             plain.connect(incoming, 5000);
@@ -111,38 +110,5 @@ class IncomingTlsIntegrationTest {
         }
         assertEquals(n, all.size(), "refusals: " + all);
         return all;
-    }
-
-    private static int plainRogue(InetSocketAddress incoming) throws IOException {
-        try (Socket s = new Socket()) {
-            s.connect(incoming, 5000);
-            s.setSoTimeout(10_000);
-            s.getOutputStream().write(MIGRATION_HEADER);
-            s.getOutputStream().write("0123456789abcdef".repeat(64).getBytes(StandardCharsets.US_ASCII));
-            s.getOutputStream().flush();
-            InputStream in = s.getInputStream();
-            int got = 0;
-            try {
-                byte[] b = new byte[4096];
-                int k;
-                while ((k = in.read(b)) >= 0) {
-                    got += k;
-                }
-            } catch (IOException e) {
-                // reset by QEMU
-            }
-            return got;
-        }
-    }
-
-    private static String openssl(InetSocketAddress incoming, String... args) throws Exception {
-        List<String> cmd = new ArrayList<>(List.of("openssl", "s_client", "-connect", "127.0.0.1:" + incoming.getPort(), "-quiet"));
-        cmd.addAll(List.of(args));
-        Process p = new ProcessBuilder(cmd).redirectErrorStream(true).start();
-        p.getOutputStream().write(MIGRATION_HEADER);
-        p.getOutputStream().close();
-        String out = new String(p.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
-        assertTrue(p.waitFor(20, TimeUnit.SECONDS), "openssl s_client did not end: " + out);
-        return out;
     }
 }

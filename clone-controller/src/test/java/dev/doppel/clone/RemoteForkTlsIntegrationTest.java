@@ -36,7 +36,6 @@ import org.junit.jupiter.api.Timeout;
 @Timeout(300)
 class RemoteForkTlsIntegrationTest extends RemoteForkTestBase {
     /** What a migration stream starts with: QEMU_VM_FILE_MAGIC "QEVM", version 3. */
-    private static final byte[] MIGRATION_HEADER = {'Q', 'E', 'V', 'M', 0, 0, 0, 3};
 
     private PeerTls hostTls() throws IOException {
         Path pki = tmp.resolve("pki");
@@ -126,15 +125,15 @@ class RemoteForkTlsIntegrationTest extends RemoteForkTestBase {
 
         List<String> expected = new ArrayList<>();
         // 1. Plain TCP that speaks the migration protocol at once.
-        assertEquals(0, plainRogue(incoming), "a plain TCP peer got bytes from the clone");
+        assertEquals(0, TlsRogues.plainRogue(incoming), "a plain TCP peer got bytes from the clone");
         expected.add("unexpected TLS packet");
         awaitRejections(r.remote(), clone, expected);
         // 2. openssl s_client trusting our CA but with no certificate of its own.
-        String noCert = openssl(incoming, "-CAfile", ourHost.resolve("ca-cert.pem").toString());
+        String noCert = TlsRogues.openssl(incoming, "-CAfile", ourHost.resolve("ca-cert.pem").toString());
         expected.add("No certificate was found");
         awaitRejections(r.remote(), clone, expected);
         // 3. openssl s_client with a certificate of another CA.
-        String foreign = openssl(incoming, "-cert", foreignHost.resolve("client-cert.pem").toString(),
+        String foreign = TlsRogues.openssl(incoming, "-cert", foreignHost.resolve("client-cert.pem").toString(),
                 "-key", foreignHost.resolve("client-key.pem").toString(), "-CAfile", foreignHost.resolve("ca-cert.pem").toString());
         expected.add("known issuer");
         awaitRejections(r.remote(), clone, expected);
@@ -163,49 +162,7 @@ class RemoteForkTlsIntegrationTest extends RemoteForkTestBase {
                 + r.remote().rejectedPeers(clone.name()));
     }
 
-    /** Connects, sends a migration header and some bytes, reads until the clone hangs up; bytes read. */
-    private static int plainRogue(InetSocketAddress incoming) throws IOException {
-        try (Socket s = new Socket()) {
-            s.connect(incoming, 5000);
-            s.setSoTimeout(10_000);
-            try {
-                s.getOutputStream().write(MIGRATION_HEADER);
-                s.getOutputStream().write("0123456789abcdef".repeat(64).getBytes(StandardCharsets.US_ASCII));
-                s.getOutputStream().flush();
-            } catch (IOException e) {
-                // QEMU read the first bytes, found no TLS and reset the connection while we still wrote:
-                // refused even sooner (seen in the suite); nothing came back
-                return 0;
-            }
-            InputStream in = s.getInputStream();
-            int got = 0;
-            try {
-                byte[] b = new byte[4096];
-                int n;
-                while ((n = in.read(b)) >= 0) {
-                    got += n;
-                }
-            } catch (IOException e) {
-                // reset by the clone: what a refused peer sees
-            }
-            return got;
-        }
-    }
-
     /** A stock TLS client: openssl s_client, which sends a migration header once connected. */
-    private static String openssl(InetSocketAddress incoming, String... args) throws Exception {
-        List<String> cmd = new ArrayList<>(List.of("openssl", "s_client", "-connect",
-                incoming.getHostString() + ":" + incoming.getPort(), "-quiet"));
-        cmd.addAll(List.of(args));
-        Process p = new ProcessBuilder(cmd).redirectErrorStream(true).start();
-        p.getOutputStream().write(MIGRATION_HEADER);
-        p.getOutputStream().close();
-        String out = new String(p.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
-        assertTrue(p.waitFor(20, TimeUnit.SECONDS), "openssl s_client did not end: " + out);
-        assertTrue(!out.contains("QEVM"), "the clone answered with migration data: " + out);
-        return out;
-    }
-
     /** Waits until the clone has refused exactly the peers in {@code expected} (each entry a part of QEMU's reason). */
     private static void awaitRejections(RemoteFork f, ForkableVm clone, List<String> expected) throws InterruptedException {
         long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(15);
