@@ -249,6 +249,20 @@ public final class ProtectedKvService implements AutoCloseable {
                         tls(bed.primary())),
                 primaryFencing, line -> log.info("vm={} progress: {}", name, line));
         protector.protect();
+        // The primary is in COLO mode while it still waits for the backup's CHECKPOINT_READY: wait for
+        // the backup's first commit, which this method promises (tests read the committed store next).
+        long deadline = System.nanoTime() + Duration.ofSeconds(60).toNanos();
+        while (endpoint.store().committedEpoch() < 0) {
+            if (System.nanoTime() > deadline) {
+                throw new IOException("VM '" + name + "': protected, but the backup committed no epoch within 60 s");
+            }
+            try {
+                Thread.sleep(10);
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+                throw new IOException("VM '" + name + "': interrupted while waiting for the backup's first commit", e);
+            }
+        }
     }
 
     /**
