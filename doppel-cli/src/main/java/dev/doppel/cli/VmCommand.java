@@ -3,7 +3,9 @@ package dev.doppel.cli;
 import dev.doppel.vm.DiskImageVm;
 import dev.doppel.vm.GuestImage;
 import dev.doppel.vm.MemoryBackend;
+import dev.doppel.vm.MemorySize;
 import dev.doppel.vm.NicSpec;
+import dev.doppel.vm.PatchedQemuPrefix;
 import dev.doppel.vm.VmLauncher;
 import dev.doppel.vm.VmProcess;
 import dev.doppel.vm.VmRecord;
@@ -77,9 +79,9 @@ public final class VmCommand {
                     overlay = DiskImageVm.createOverlay(image, DiskImageVm.overlayFor(name));
                     spec = DiskImageVm.spec(name, overlay, "qcow2");
                 }
-                spec.memoryMiB(mem == null ? 1024 : dev.doppel.cli.bench.MemorySize.mib(mem));
+                spec.memoryMiB(mem == null ? 1024 : MemorySize.mib(mem));
             } else {
-                spec = VmLauncher.guestSpec(name, GuestImage.locate(), run, params).memoryMiB(mem == null ? 256 : dev.doppel.cli.bench.MemorySize.mib(mem));
+                spec = VmLauncher.guestSpec(name, GuestImage.locate(), run, params).memoryMiB(mem == null ? 256 : MemorySize.mib(mem));
             }
             spec.vcpus(cpus);
             if (memFile != null) {
