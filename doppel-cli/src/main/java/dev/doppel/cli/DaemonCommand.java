@@ -3,6 +3,7 @@ package dev.doppel.cli;
 import dev.doppel.daemon.Daemon;
 import dev.doppel.daemon.DaemonConfig;
 import dev.doppel.daemon.client.DaemonClient;
+import dev.doppel.vm.PatchedQemuPrefix;
 import java.net.InetSocketAddress;
 import java.nio.file.Files;
 import java.nio.file.Path;

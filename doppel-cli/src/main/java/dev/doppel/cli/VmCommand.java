@@ -1,15 +1,13 @@
 package dev.doppel.cli;
 
 import dev.doppel.vm.DiskImageVm;
-import dev.doppel.vm.GuestImage;
-import dev.doppel.vm.MemoryBackend;
-import dev.doppel.vm.NicSpec;
+import dev.doppel.vm.MemorySize;
+import dev.doppel.vm.PatchedQemuPrefix;
 import dev.doppel.vm.VmLauncher;
 import dev.doppel.vm.VmDefinition;
 import dev.doppel.vm.VmProcess;
 import dev.doppel.vm.VmRecord;
 import dev.doppel.vm.VmRunDir;
-import dev.doppel.vm.VmSpec;
 import dev.doppel.vm.qga.QgaClient;
 import dev.doppel.qmp.QmpClient;
 import java.io.IOException;
@@ -63,7 +61,7 @@ public final class VmCommand {
                 launcher = new VmLauncher(dev.doppel.vm.QemuBinary.atPrefix(PatchedQemuPrefix.find()), launcher.accelerator());
             }
             VmDefinition.Started started = new VmDefinition(name, image, writeImage,
-                    mem == null ? 0 : dev.doppel.cli.bench.MemorySize.mib(mem), cpus, run, params, memFile, disk, userNet,
+                    mem == null ? 0 : MemorySize.mib(mem), cpus, run, params, memFile, disk, userNet,
                     forwards, taps, colo).start(launcher);
             VmProcess vm = started.vm();
             Path overlay = started.overlay();

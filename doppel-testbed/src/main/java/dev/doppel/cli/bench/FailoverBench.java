@@ -1,6 +1,5 @@
 package dev.doppel.cli.bench;
 
-import dev.doppel.cli.AccelOption;
 import dev.doppel.remus.failover.BackupGuard;
 import dev.doppel.vm.GuestImage;
 import dev.doppel.vm.VmLauncher;
@@ -29,7 +28,7 @@ public final class FailoverBench implements Callable<Integer> {
     @Option(names = "--check-seconds", defaultValue = "15", description = "how long the restored guest is watched (default ${DEFAULT-VALUE})") int checkSeconds;
     @Option(names = "--host-loss", description = "simulate the whole primary host vanishing: no 'primary down' message, "
             + "the backup must notice the silence (detection timeout 500 ms)") boolean hostLoss;
-    @Mixin AccelOption accel;
+    @Mixin BenchAccelOption accel;
 
     @Override
     public Integer call() throws Exception {

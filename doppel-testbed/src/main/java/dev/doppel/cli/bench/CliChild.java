@@ -1,6 +1,5 @@
 package dev.doppel.cli.bench;
 
-import dev.doppel.cli.DoppelCli;
 import java.io.BufferedReader;
 import java.io.IOException;
 import java.io.InputStreamReader;
@@ -20,6 +19,9 @@ import java.util.regex.Pattern;
  * after a minute.
  */
 public final class CliChild implements AutoCloseable {
+    /** bin/doppel's main class, by name: doppel-cli depends on this module, not the reverse. */
+    private static final String CLI_MAIN = "dev.doppel.cli.DoppelCli";
+
     private final String label;
     private final Process process;
     private final List<String> output = new CopyOnWriteArrayList<>();
@@ -39,7 +41,7 @@ public final class CliChild implements AutoCloseable {
                 // under Maven's test runner, the test class path it was given
                 "-cp", System.getProperty("surefire.test.class.path", System.getProperty("java.class.path")),
                 "-Ddoppel.guest.dir=" + System.getProperty("doppel.guest.dir"), "-Ddoppel.root=" + projectRoot(),
-                DoppelCli.class.getName()));
+                CLI_MAIN));
         command.addAll(List.of(args));
         return new CliChild(String.join(" ", List.of(args).subList(0, Math.min(2, args.length))),
                 new ProcessBuilder(command).redirectErrorStream(true).start());

@@ -1,4 +1,4 @@
-package dev.doppel.cli.bench;
+package dev.doppel.vm;
 
 import java.util.Locale;
 

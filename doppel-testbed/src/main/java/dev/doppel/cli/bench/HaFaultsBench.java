@@ -1,13 +1,12 @@
 package dev.doppel.cli.bench;
 
-import dev.doppel.cli.AccelOption;
-import dev.doppel.cli.PatchedQemuPrefix;
 import dev.doppel.remus.primary.ProtectionOptions;
 import dev.doppel.remus.testbed.KvFailoverRound;
 import dev.doppel.remus.testbed.KvFailoverRound.Kill;
 import dev.doppel.remus.testbed.KvFailoverRound.KillMode;
 import dev.doppel.remus.testbed.KvFailoverRound.Loss;
 import dev.doppel.vm.FileTrees;
+import dev.doppel.vm.PatchedQemuPrefix;
 import dev.doppel.vm.GuestImage;
 import dev.doppel.vm.QemuBinary;
 import dev.doppel.vm.VmLauncher;
@@ -29,7 +28,7 @@ import picocli.CommandLine.Mixin;
  */
 @Command(name = "ha-faults", description = "Fault matrix: kills, partitions, coordination faults, hostile peers; two live copies, lost writes.")
 public final class HaFaultsBench implements Callable<Integer> {
-    @Mixin AccelOption accel;
+    @Mixin BenchAccelOption accel;
 
     private record Scenario(String name, Loss loss, boolean contention) {
     }

@@ -1,6 +1,5 @@
 package dev.doppel.cli.bench;
 
-import dev.doppel.cli.AccelOption;
 import dev.doppel.clone.CloneController;
 import dev.doppel.clone.ForkOptions;
 import dev.doppel.clone.ForkResult;
@@ -41,7 +40,7 @@ public final class ForkRealBench implements Callable<Integer> {
     @Option(names = "--clones", defaultValue = "4", description = "clones (default ${DEFAULT-VALUE})") int clones;
     @Option(names = "--mem", defaultValue = "1024", description = "guest RAM in MiB (default ${DEFAULT-VALUE})") long memMiB;
     @Option(names = "--image", description = "the guest disk (default: the real guest scripts/build-real-guest built)") Path image;
-    @Mixin AccelOption accel;
+    @Mixin BenchAccelOption accel;
 
     @Override
     public Integer call() throws Exception {

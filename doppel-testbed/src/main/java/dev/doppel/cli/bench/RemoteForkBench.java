@@ -1,7 +1,5 @@
 package dev.doppel.cli.bench;
 
-import dev.doppel.cli.AccelOption;
-import dev.doppel.cli.TlsOption;
 import dev.doppel.clone.CloneController;
 import dev.doppel.clone.ForkOptions;
 import dev.doppel.clone.ForkableVm;
@@ -14,6 +12,7 @@ import dev.doppel.hostnet.HostCommand;
 import dev.doppel.tls.PeerTls;
 import dev.doppel.tls.Pki;
 import dev.doppel.vm.GuestImage;
+import dev.doppel.vm.MemorySize;
 import dev.doppel.vm.VmLauncher;
 import dev.doppel.vm.VmSpec;
 import java.io.IOException;
@@ -69,8 +68,8 @@ public final class RemoteForkBench implements Callable<Integer> {
             description = "also run the same fork with the page server's links the other way (plain if --tls, mutual TLS"
                     + " with a CA made for the run if --insecure) and report both clone start latencies (default on)")
     boolean compareTls;
-    @Mixin TlsOption tlsOption;
-    @Mixin AccelOption accel;
+    @Mixin BenchTlsOption tlsOption;
+    @Mixin BenchAccelOption accel;
 
     @Override
     public Integer call() throws Exception {

@@ -1,6 +1,5 @@
 package dev.doppel.cli.bench;
 
-import dev.doppel.cli.AccelOption;
 import dev.doppel.remus.colo.EpochMetrics;
 import dev.doppel.remus.primary.PrimaryProtector;
 import dev.doppel.vm.ConsoleLog;
@@ -30,7 +29,7 @@ public final class RemusBench implements Callable<Integer> {
     @Option(names = "--dirty-rate", defaultValue = "20000", description = "dirtier pages/s (default ${DEFAULT-VALUE})") int rate;
     @Option(names = "--dirty-mb", defaultValue = "16", description = "dirtier working set (default ${DEFAULT-VALUE})") int dirtyMb;
     @Option(names = "--mem", defaultValue = "256", description = "guest RAM in MiB (default ${DEFAULT-VALUE})") long memMiB;
-    @Mixin AccelOption accel;
+    @Mixin BenchAccelOption accel;
 
     @Override
     public Integer call() throws Exception {

@@ -1,6 +1,5 @@
 package dev.doppel.cli.bench;
 
-import dev.doppel.cli.AccelOption;
 import dev.doppel.qmp.QmpClient;
 import dev.doppel.vm.GuestImage;
 import dev.doppel.vm.VmLauncher;
@@ -27,7 +26,7 @@ public final class QmpBench implements Callable<Integer> {
     @Option(names = "--mem", defaultValue = "256", description = "guest RAM in MiB (default ${DEFAULT-VALUE})") long memMiB;
     @Option(names = "--workload", defaultValue = "ticker", description = "guest workload while measuring (default ${DEFAULT-VALUE})") String workload;
     @Option(names = "--warmup", defaultValue = "3", description = "seconds of untimed calls before each phase (default ${DEFAULT-VALUE})") int warmupSeconds;
-    @Mixin AccelOption accel;
+    @Mixin BenchAccelOption accel;
 
     @Override
     public Integer call() throws Exception {

@@ -1,13 +1,12 @@
 package dev.doppel.cli.bench;
 
-import dev.doppel.cli.AccelOption;
-import dev.doppel.cli.PatchedQemuPrefix;
 import dev.doppel.remus.primary.ProtectionOptions;
 import dev.doppel.remus.testbed.KvClient;
 import dev.doppel.remus.testbed.KvFailoverRound;
 import dev.doppel.remus.testbed.ProtectedKvService;
 import dev.doppel.remus.testbed.RemusTestbed;
 import dev.doppel.vm.GuestImage;
+import dev.doppel.vm.PatchedQemuPrefix;
 import dev.doppel.vm.QemuBinary;
 import dev.doppel.vm.VmLauncher;
 import java.nio.file.Files;
@@ -32,7 +31,7 @@ public final class RemusKvBench implements Callable<Integer> {
     @Option(names = "--seconds", defaultValue = "20", description = "seconds per measured phase (default ${DEFAULT-VALUE})") int seconds;
     @Option(names = "--kills", defaultValue = "10", description = "kill -9 rounds (default ${DEFAULT-VALUE})") int kills;
     @Option(names = "--window", defaultValue = "32", description = "PUTs in flight per client (default ${DEFAULT-VALUE})") int window;
-    @Mixin AccelOption accel;
+    @Mixin BenchAccelOption accel;
 
     @Override
     public Integer call() throws Exception {

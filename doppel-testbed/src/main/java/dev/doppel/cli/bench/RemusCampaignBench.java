@@ -1,12 +1,11 @@
 package dev.doppel.cli.bench;
 
-import dev.doppel.cli.AccelOption;
-import dev.doppel.cli.PatchedQemuPrefix;
 import dev.doppel.remus.primary.ProtectionOptions;
 import dev.doppel.remus.testbed.KvFailoverRound;
 import dev.doppel.remus.testbed.KvFailoverRound.Kill;
 import dev.doppel.remus.testbed.KvFailoverRound.KillMode;
 import dev.doppel.vm.FileTrees;
+import dev.doppel.vm.PatchedQemuPrefix;
 import dev.doppel.vm.GuestImage;
 import dev.doppel.vm.QemuBinary;
 import dev.doppel.vm.VmLauncher;
@@ -41,7 +40,7 @@ public final class RemusCampaignBench implements Callable<Integer> {
     @Option(names = "--modes", split = ",", description = "kill modes to cycle through (default: all of ${COMPLETION-CANDIDATES})")
     List<KillMode> modes = List.of(KillMode.values());
     @Option(names = "--seed", description = "random seed (default: time)") Long seed;
-    @Mixin AccelOption accel;
+    @Mixin BenchAccelOption accel;
 
     /** The figures of one kill mode. */
     private static final class Tally {

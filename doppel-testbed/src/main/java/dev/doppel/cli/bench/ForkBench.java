@@ -1,6 +1,5 @@
 package dev.doppel.cli.bench;
 
-import dev.doppel.cli.AccelOption;
 import dev.doppel.clone.CloneController;
 import dev.doppel.clone.ForkOptions;
 import dev.doppel.clone.ForkResult;
@@ -8,6 +7,7 @@ import dev.doppel.clone.ForkableVm;
 import dev.doppel.clone.memory.MappingRss;
 import dev.doppel.hostnet.HostCommand;
 import dev.doppel.vm.GuestImage;
+import dev.doppel.vm.MemorySize;
 import dev.doppel.vm.NicSpec;
 import dev.doppel.vm.VmLauncher;
 import dev.doppel.vm.VmProcess;
@@ -38,7 +38,7 @@ public final class ForkBench implements Callable<Integer> {
     @Option(names = "--dirty-mb", defaultValue = "16", description = "dirtier working set in MiB (default ${DEFAULT-VALUE})") int dirtyMb;
     @Option(names = "--dirty-rate", defaultValue = "1000", description = "dirtier pages/s per VM (default ${DEFAULT-VALUE})") int dirtyRate;
     @Option(names = "--settle", defaultValue = "10", description = "seconds after the fork before reading clone RSS (default ${DEFAULT-VALUE})") int settleSeconds;
-    @Mixin AccelOption accel;
+    @Mixin BenchAccelOption accel;
 
     @Override
     public Integer call() throws Exception {

@@ -1,4 +1,4 @@
-package dev.doppel.cli;
+package dev.doppel.vm;
 
 import java.io.IOException;
 import java.nio.charset.StandardCharsets;
