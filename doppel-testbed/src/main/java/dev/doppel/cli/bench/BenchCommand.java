@@ -8,6 +8,6 @@ import picocli.CommandLine.Command;
  */
 @Command(name = "bench", description = "Benchmarks: a table, then one JSON line of figures.",
         subcommands = {QmpBench.class, ForkBench.class, RemoteForkBench.class, RemusBench.class, RemusKvBench.class, RemusPgBench.class, ForkRealBench.class, FailoverBench.class,
-                RemusCampaignBench.class, HaFaultsBench.class})
+                RemusCampaignBench.class, HaFaultsBench.class, DaemonBench.class})
 public final class BenchCommand {
 }

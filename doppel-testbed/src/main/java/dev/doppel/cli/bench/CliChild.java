@@ -37,14 +37,20 @@ public final class CliChild implements AutoCloseable {
     }
 
     public static CliChild start(String... args) throws IOException {
+        return startWithEnvironment(java.util.Map.of(), args);
+    }
+
+    /** As {@link #start}, with extra environment variables (e.g. DOPPEL_RUN_DIR: another "host"'s run directories). */
+    public static CliChild startWithEnvironment(java.util.Map<String, String> env, String... args) throws IOException {
         List<String> command = new ArrayList<>(List.of(Path.of(System.getProperty("java.home"), "bin", "java").toString(),
                 // under Maven's test runner, the test class path it was given
                 "-cp", System.getProperty("surefire.test.class.path", System.getProperty("java.class.path")),
                 "-Ddoppel.guest.dir=" + System.getProperty("doppel.guest.dir"), "-Ddoppel.root=" + projectRoot(),
                 CLI_MAIN));
         command.addAll(List.of(args));
-        return new CliChild(String.join(" ", List.of(args).subList(0, Math.min(2, args.length))),
-                new ProcessBuilder(command).redirectErrorStream(true).start());
+        ProcessBuilder pb = new ProcessBuilder(command).redirectErrorStream(true);
+        pb.environment().putAll(env);
+        return new CliChild(String.join(" ", List.of(args).subList(0, Math.min(2, args.length))), pb.start());
     }
 
     /** Runs a command to its end; fails unless it exits 0 within {@code timeout}. */
