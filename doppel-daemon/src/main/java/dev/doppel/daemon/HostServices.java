@@ -20,17 +20,26 @@ import java.util.Map;
 public record HostServices(HostVms vms, Protections protections, BackupHost backup, ForkFamilies forks, EventHub events,
                            String accelerator, long startedAtMillis) {
 
+    /** Every VM; a fork family's members show origin "family" (the family owns them, not 'vm stop'). */
     public List<VmView> listVms() {
-        return vms.list(protections::status);
+        return vms.list(protections::status).stream().map(this::marked).toList();
     }
 
     public VmView vm(String name) {
-        return vms.get(name, protections.status(name));
+        return marked(vms.get(name, protections.status(name)));
+    }
+
+    private VmView marked(VmView v) {
+        return forks.isMember(v.name()) ? new VmView(v.name(), v.pid(), v.state(), v.accelerator(), v.runDir(), "family", v.protection())
+                : v;
     }
 
     /** Stops a VM: its protection first (the backup stands down), then its QEMU. */
     public Map<String, Object> stopVm(String name, Duration grace) throws IOException {
         HostVms.existing(name);
+        if (forks.isMember(name)) {
+            throw new ApiException(409, name, "VM '" + name + "' belongs to a fork family: DELETE /api/v1/families/" + name);
+        }
         if (protections.status(name) != null || Files.exists(VmRunDir.of(name).path().resolve(ProtectionIntent.FILE))) {
             protections.unprotect(name);
         }

@@ -35,6 +35,8 @@ public final class ForkFamilies implements AutoCloseable {
     private final EventHub events;
     private final DoppelMeters meters;
     private final Path work;
+    /** Members that ended, with their exit codes (a wait after the exit still gets the code). */
+    private final Map<String, Integer> ended = new java.util.concurrent.ConcurrentHashMap<>();
 
     /** One family member as the API lists it. */
     public record Member(String name, long pid, String ip, String mac, int cloneId, boolean running, Integer exitCode,
@@ -109,6 +111,17 @@ public final class ForkFamilies implements AutoCloseable {
         return controller.list().stream().filter(v -> v.parent() != null && v.isRunning()).count();
     }
 
+    /** Whether {@code vm} is a member of one of the daemon's families (its run directory is the fork controller's). */
+    public boolean isMember(String vm) {
+        return controller.list().stream().anyMatch(v -> v.name().equals(vm));
+    }
+
+    /** The last lines of a family member's console. */
+    public List<String> console(String vm, int lines) {
+        List<String> all = find(vm).console().lines();
+        return all.subList(Math.max(0, all.size() - lines), all.size());
+    }
+
     /** Kills one VM of a family (a clone, or a root with its family). */
     public void kill(String vm) {
         find(vm).kill();
@@ -116,6 +129,10 @@ public final class ForkFamilies implements AutoCloseable {
 
     /** Waits for a VM's exit; its exit code (vmexit CODE, -1 when killed). */
     public int await(String vm, Duration timeout) {
+        Integer code = ended.get(vm);
+        if (code != null) {
+            return code;
+        }
         try {
             return find(vm).exitCode().get(timeout.toMillis(), TimeUnit.MILLISECONDS);
         } catch (TimeoutException e) {
@@ -137,6 +154,7 @@ public final class ForkFamilies implements AutoCloseable {
     }
 
     private void watch(ForkableVm v) {
+        v.exitCode().thenAccept(code -> ended.put(v.name(), code));
         v.exitCode().thenAccept(code -> events.publish(v.parent() == null ? "family-ended" : "clone-exited", v.name(), -1,
                 code == -1 ? "killed or stopped by the host" : "vmexit " + code, Map.of("exitCode", code,
                         "parent", v.parent() == null ? "" : v.parent().name())));

@@ -63,8 +63,12 @@ public final class ApiRoutes {
         r.get("/api/v1/vms/:name").handler(ctx -> run(ctx, 200, () -> host.vm(ctx.pathParam("name"))));
         r.delete("/api/v1/vms/:name").handler(ctx -> run(ctx, 200, () -> host.stopVm(ctx.pathParam("name"),
                 Duration.ofMillis(longParam(ctx, "graceMs", 5000)))));
-        r.get("/api/v1/vms/:name/console").handler(ctx -> run(ctx, 200, () -> Map.of("vm", ctx.pathParam("name"),
-                "lines", host.vms().console(ctx.pathParam("name"), (int) longParam(ctx, "lines", 50)))));
+        r.get("/api/v1/vms/:name/console").handler(ctx -> run(ctx, 200, () -> {
+            String vm = ctx.pathParam("name");
+            int lines = (int) longParam(ctx, "lines", 50);
+            // A family member's console is tailed by its fork controller, not kept in its run directory.
+            return Map.of("vm", vm, "lines", host.forks().isMember(vm) ? host.forks().console(vm, lines) : host.vms().console(vm, lines));
+        }));
 
         r.post("/api/v1/vms/:name/protection").handler(ctx -> run(ctx, 200,
                 () -> host.protections().protect(ctx.pathParam("name"), body(ctx, ProtectionIntent.class))));

@@ -23,18 +23,23 @@ public final class DaemonProcess implements AutoCloseable {
     private final String name;
     private final Path home;
     private final Path logs;
+    private final java.util.List<String> extraArgs;
     private CliChild child;
     private DaemonClient client;
 
-    private DaemonProcess(String name, Path home, Path logs) {
+    private DaemonProcess(String name, Path home, Path logs, java.util.List<String> extraArgs) {
         this.name = name;
         this.home = home;
         this.logs = logs;
+        this.extraArgs = extraArgs;
     }
 
-    /** Starts a daemon whose files all live under {@code home}; its output is kept in {@code logs}. */
-    public static DaemonProcess start(String name, Path home, Path logs) throws IOException, InterruptedException {
-        DaemonProcess d = new DaemonProcess(name, home, logs);
+    /**
+     * Starts a daemon whose files all live under {@code home}; its output is kept in {@code logs};
+     * {@code extraArgs} go to {@code daemon run} (e.g. --listen, --tls, --token-file).
+     */
+    public static DaemonProcess start(String name, Path home, Path logs, String... extraArgs) throws IOException, InterruptedException {
+        DaemonProcess d = new DaemonProcess(name, home, logs, java.util.List.of(extraArgs));
         d.startAgain();
         return d;
     }
@@ -50,8 +55,10 @@ public final class DaemonProcess implements AutoCloseable {
     /** Starts the daemon process (again) and waits until it answers. */
     public void startAgain() throws IOException, InterruptedException {
         Files.createDirectories(runDir());
-        child = CliChild.startWithEnvironment(Map.of("DOPPEL_RUN_DIR", runDir().toString()), "daemon", "run",
-                "--socket", socket().toString(), "--state-dir", home.resolve("state").toString(), "--accel", "tcg").keepOutputIn(logs);
+        java.util.List<String> args = new java.util.ArrayList<>(java.util.List.of("daemon", "run",
+                "--socket", socket().toString(), "--state-dir", home.resolve("state").toString(), "--accel", "tcg"));
+        args.addAll(extraArgs);
+        child = CliChild.startWithEnvironment(Map.of("DOPPEL_RUN_DIR", runDir().toString()), args.toArray(String[]::new)).keepOutputIn(logs);
         child.awaitLine(Pattern.compile("doppeld running"), Duration.ofSeconds(60));
         if (client != null) {
             client.close();
@@ -95,17 +102,17 @@ public final class DaemonProcess implements AutoCloseable {
             if (child != null && child.process().isAlive()) {
                 try {
                     client.call("POST", "/api/v1/daemon/stop", null, 10);
-                } catch (IOException e) {
-                    // it is killed below
+                } catch (IOException | RuntimeException | LinkageError e) {
+                    System.err.println("daemon " + name + ": stop through the API failed (" + e + "); killing it");
                 }
                 if (!child.process().waitFor(60, java.util.concurrent.TimeUnit.SECONDS)) {
                     child.process().destroyForcibly();
                 }
             }
+        } finally {
             if (child != null) {
                 child.close();
             }
-        } finally {
             if (client != null) {
                 client.close();
             }
