@@ -33,8 +33,16 @@ public final class BackupCommand {
         @Mixin AccelOption accel;
         @Mixin TlsOption tls;
 
+        @Option(names = "--detach", description = "with a daemon: return once serving; the daemon keeps serving (also across "
+                + "its restarts) until 'doppel daemon api DELETE /api/v1/backup'") boolean detach;
+
         @Override
         public Integer call() throws Exception {
+            try (DaemonMode daemon = DaemonMode.find()) {
+                if (daemon != null) {
+                    return serveThroughDaemon(daemon);
+                }
+            }
             VmLauncher stock = VmLauncher.create(accel.forced());
             // A failed-over VM runs on the COLO-patched QEMU, like a 'vm start --colo' one: it can then be
             // protected again (the stock 10.0.0-10.0.6 binary never enters COLO as a primary).
@@ -48,6 +56,37 @@ public final class BackupCommand {
                     service.protectedVms().values().forEach(p -> System.out.println(LocalTime.now().format(t) + " VM "
                             + p.vm() + " " + p.guard().state() + ", " + p.epochs().summary()));
                 }
+            }
+            return 0;
+        }
+
+        /** The daemon serves (failed-over VMs become its VMs); this command reports, and ends the service unless detached. */
+        private Integer serveThroughDaemon(DaemonMode daemon) throws Exception {
+            java.util.Map<String, Object> body = new java.util.LinkedHashMap<>();
+            body.put("listen", listen);
+            body.put("detectionMs", detectionMs);
+            body.put("coordinator", coordinator);
+            body.put("holder", holder);
+            body.put("forwards", forwards);
+            dev.doppel.tls.PeerTls peer = tls.load();
+            body.put("tls", peer.secure() ? peer.directory().toAbsolutePath().toString() : null);
+            body.put("store", store.toAbsolutePath().toString());
+            var v = daemon.call("POST", "/api/v1/backup", body);
+            DateTimeFormatter t = DateTimeFormatter.ofPattern("HH:mm:ss.SSS");
+            System.out.println(LocalTime.now().format(t) + " backup service listening on " + listen + " (control port "
+                    + v.path("port").asInt() + "), owned by doppeld at " + daemon.socket());
+            if (detach) {
+                return 0;
+            }
+            try (GracefulStop stop = new GracefulStop("backup-serve", Duration.ofSeconds(20))) {
+                long end = seconds > 0 ? System.nanoTime() + seconds * 1_000_000_000L : Long.MAX_VALUE;
+                while (System.nanoTime() < end && !stop.await(Duration.ofSeconds(5))) {
+                    for (var p : daemon.call("GET", "/api/v1/backup", null).path("vms")) {
+                        System.out.println(LocalTime.now().format(t) + " VM " + p.path("vm").asText() + " " + p.path("state").asText()
+                                + ", " + p.path("summary").asText());
+                    }
+                }
+                daemon.call("DELETE", "/api/v1/backup", null);
             }
             return 0;
         }

@@ -58,9 +58,20 @@ public final class ProtectCommand implements Callable<Integer> {
     @Option(names = "--coordinator", description = "ZooKeeper ensemble HOST:PORT,... (default: an embedded single server, one machine only)") String coordinator;
     @Option(names = "--name", description = "this primary host's name in ownership records (default: primary@HOSTNAME)") String holder;
     @picocli.CommandLine.Mixin TlsOption tlsOption;
+    @Option(names = "--detach", description = "with a daemon: return once protected; the daemon keeps the protection "
+            + "(also across its restarts) until 'doppel unprotect'") boolean detach;
 
     @Override
     public Integer call() throws Exception {
+        try (DaemonMode daemon = DaemonMode.find()) {
+            if (daemon != null) {
+                return protectThroughDaemon(daemon);
+            }
+        }
+        if (detach) {
+            throw new IllegalArgumentException("--detach needs a running daemon (doppel daemon start): without one, "
+                    + "protection lasts as long as this command");
+        }
         VmRunDir dir = VmCommand.existing(name);
         if (!VmRecord.readFrom(dir).alive()) {
             throw new IllegalStateException("VM '" + name + "' is not running");
@@ -131,6 +142,43 @@ public final class ProtectCommand implements Callable<Integer> {
         } else {
             System.out.println("the primary QEMU of " + name + " is gone; the backup was told to take over");
         }
+        return 0;
+    }
+
+    /**
+     * The daemon protects the VM (its guard, QMP connection and checkpoint loop live there); this
+     * command prints the status every second and, unless detached, ends the protection when it ends.
+     */
+    private Integer protectThroughDaemon(DaemonMode daemon) throws Exception {
+        Map<String, Object> intent = new LinkedHashMap<>();
+        intent.put("backup", backup);
+        intent.put("intervalMs", millis(interval));
+        intent.put("timeoutMs", timeoutMs == null ? 0 : timeoutMs);
+        intent.put("memoryOnly", memoryOnly);
+        intent.put("coordinator", coordinator);
+        intent.put("holder", holder);
+        dev.doppel.tls.PeerTls tls = tlsOption.load();
+        intent.put("tls", tls.secure() ? tls.directory().toAbsolutePath().toString() : null);
+        System.out.println("asking doppeld (" + daemon.socket() + ") to protect " + name + " with the backup " + backup);
+        var st = daemon.call("POST", "/api/v1/vms/" + name + "/protection", intent);
+        System.out.println("VM " + name + " " + st.path("state").asText() + " (backup " + st.path("backup").asText() + ")");
+        if (detach) {
+            System.out.println("protection of " + name + " is held by doppeld; 'doppel unprotect " + name + "' ends it");
+            return 0;
+        }
+        try (GracefulStop stop = new GracefulStop("protect", Duration.ofSeconds(20))) {
+            long end = seconds > 0 ? System.nanoTime() + seconds * 1_000_000_000L : Long.MAX_VALUE;
+            while (!stop.requested() && System.nanoTime() < end) {
+                var s = daemon.call("GET", "/api/v1/vms/" + name + "/protection", null);
+                System.out.printf("%s %-11s checkpoints=%d pause_last=%.1fms p50=%.1fms p99=%.1fms backup_lag=%dms lost_backups=%d%n",
+                        name, s.path("state").asText(), s.path("checkpoints").asLong(), s.path("lastPauseMs").asDouble(),
+                        s.path("pauseP50Ms").asDouble(), s.path("pauseP99Ms").asDouble(), s.path("lagMs").asLong(),
+                        s.path("lostBackups").asLong());
+                stop.await(Duration.ofSeconds(1));
+            }
+            daemon.call("DELETE", "/api/v1/vms/" + name + "/protection", null);
+        }
+        System.out.println("protection of " + name + " stopped; the VM keeps running");
         return 0;
     }
 

@@ -17,6 +17,22 @@ public final class StatusCommand implements Callable<Integer> {
     public Integer call() throws Exception {
         System.out.printf("%-20s %-8s %-12s %-22s %8s %9s %9s %9s %12s %6s  %s%n", "VM", "QEMU", "PROTECTION", "BACKUP",
                 "EPOCHS", "PAUSE ms", "P50 ms", "P99 ms", "LAG ms", "LOST", "OUTPUT HELD / DISKS MIRRORED");
+        try (DaemonMode daemon = DaemonMode.find()) {
+            if (daemon != null) {
+                for (var v : daemon.call("GET", "/api/v1/vms", null)) {
+                    var s = v.path("protection");
+                    if (s.isMissingNode() || s.isNull()) {
+                        System.out.printf("%-20s %-8s %-12s%n", v.path("name").asText(), v.path("state").asText(), "unprotected");
+                    } else {
+                        System.out.printf("%-20s %-8s %-12s %-22s %8d %9.1f %9.1f %9.1f %12d %6d  %s / %s%n", v.path("name").asText(),
+                                v.path("state").asText(), s.path("state").asText(), s.path("backup").asText(), s.path("checkpoints").asLong(),
+                                s.path("lastPauseMs").asDouble(), s.path("pauseP50Ms").asDouble(), s.path("pauseP99Ms").asDouble(),
+                                s.path("lagMs").asLong(), s.path("lostBackups").asLong(), list(s.path("heldNetdevs")), list(s.path("replicatedDisks")));
+                    }
+                }
+                return 0;
+            }
+        }
         for (VmRunDir dir : VmRunDir.all()) {
             VmRecord rec = VmRecord.readFrom(dir);
             String qemu = rec.alive() ? "running" : "dead";
@@ -31,5 +47,11 @@ public final class StatusCommand implements Callable<Integer> {
             }
         }
         return 0;
+    }
+
+    private static String list(com.fasterxml.jackson.databind.JsonNode array) {
+        java.util.List<String> out = new java.util.ArrayList<>();
+        array.forEach(n -> out.add(n.asText()));
+        return out.isEmpty() ? "-" : String.join(",", out);
     }
 }

@@ -56,6 +56,11 @@ public final class VmCommand {
 
         @Override
         public Integer call() throws Exception {
+            try (DaemonMode daemon = DaemonMode.find()) {
+                if (daemon != null) {
+                    return startThroughDaemon(daemon);
+                }
+            }
             VmLauncher launcher = VmLauncher.create(accel.forced());
             if (colo) {
                 launcher = new VmLauncher(dev.doppel.vm.QemuBinary.atPrefix(PatchedQemuPrefix.find()), launcher.accelerator());
@@ -86,6 +91,50 @@ public final class VmCommand {
             return 0;
         }
 
+        /** The daemon starts the VM (it owns it from then on); the same words as the direct way. */
+        private Integer startThroughDaemon(DaemonMode daemon) throws Exception {
+            Map<String, Object> body = new LinkedHashMap<>();
+            body.put("name", name);
+            if (image != null) {
+                body.put("image", image.toAbsolutePath().toString());
+            }
+            body.put("writeImage", writeImage);
+            body.put("memMiB", mem == null ? 0 : MemorySize.mib(mem));
+            body.put("cpus", cpus);
+            body.put("run", run);
+            body.put("params", params);
+            if (memFile != null) {
+                body.put("memFile", memFile.toAbsolutePath().toString());
+            }
+            if (disk != null) {
+                body.put("disk", disk.toAbsolutePath().toString());
+            }
+            body.put("userNet", userNet);
+            body.put("forwards", forwards);
+            body.put("taps", taps);
+            body.put("colo", colo);
+            var vm = daemon.call("POST", "/api/v1/vms", body);
+            System.out.printf("started VM %s pid=%d accel=%s rundir=%s (owned by doppeld at %s)%n", name, vm.path("pid").asLong(),
+                    vm.path("accelerator").asText(), vm.path("runDir").asText(), daemon.socket());
+            if (waitReady) {
+                VmRunDir dir = VmRunDir.of(name);
+                if (image != null) {
+                    long t0 = System.nanoTime();
+                    try (QgaClient qga = QgaClient.awaitAgent(name, dir.qgaSocket(), Duration.ofSeconds(readyTimeoutS),
+                            waited -> System.out.printf("  booting: %d s, waiting for the guest agent (console: %s)%n",
+                                    waited.toSeconds(), lastConsoleLine(dir)))) {
+                        System.out.printf("guest ready: guest agent answers (host name %s) %.1f s after start%n",
+                                qga.hostName(), (System.nanoTime() - t0) / 1e9);
+                    }
+                } else {
+                    var line = new dev.doppel.vm.ConsoleLog(name, dir.consoleLog())
+                            .awaitLine(Pattern.compile("DOPPEL-READY"), Duration.ofSeconds(120));
+                    System.out.println("guest ready (console line " + line.index() + ")");
+                }
+            }
+            return 0;
+        }
+
         private static String lastConsoleLine(VmRunDir dir) {
             try {
                 List<String> lines = Files.readAllLines(dir.consoleLog(), java.nio.charset.StandardCharsets.ISO_8859_1);
@@ -109,6 +158,13 @@ public final class VmCommand {
 
         @Override
         public Integer call() throws Exception {
+            try (DaemonMode daemon = DaemonMode.find()) {
+                if (daemon != null) {
+                    daemon.call("DELETE", "/api/v1/vms/" + name + "?graceMs=" + graceMs, null);
+                    System.out.println("stopped VM " + name + " (through doppeld)");
+                    return 0;
+                }
+            }
             VmRunDir dir = existing(name);
             VmRecord rec = VmRecord.readFrom(dir);
             if (rec.alive()) {
@@ -140,6 +196,15 @@ public final class VmCommand {
         @Override
         public Integer call() throws IOException {
             System.out.printf("%-20s %8s %-6s %-8s %s%n", "NAME", "PID", "ACCEL", "STATE", "RUNDIR");
+            try (DaemonMode daemon = DaemonMode.find()) {
+                if (daemon != null) {
+                    for (var v : daemon.call("GET", "/api/v1/vms", null)) {
+                        System.out.printf("%-20s %8d %-6s %-8s %s%n", v.path("name").asText(), v.path("pid").asLong(),
+                                v.path("accelerator").asText(), v.path("state").asText(), v.path("runDir").asText());
+                    }
+                    return 0;
+                }
+            }
             for (VmRunDir dir : VmRunDir.all()) {
                 VmRecord rec = VmRecord.readFrom(dir);
                 System.out.printf("%-20s %8d %-6s %-8s %s%n", rec.name(), rec.pid(), rec.accelerator(),

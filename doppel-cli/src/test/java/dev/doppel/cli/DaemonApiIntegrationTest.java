@@ -96,6 +96,21 @@ class DaemonApiIntegrationTest {
             assertEquals(1, list.size());
             assertEquals("running", list.get(0).path("state").asText());
 
+            // The CLI's own words, answered by the daemon.
+            java.util.Map<String, String> viaDaemon = java.util.Map.of("DOPPEL_DAEMON_SOCKET", sock, "DOPPEL_RUN_DIR", d.runDir().toString());
+            String listed = String.join("\n", CliChild.runWithEnvironment(viaDaemon, Duration.ofSeconds(60), "vm", "list"));
+            assertTrue(listed.contains(vm) && listed.contains("running"), listed);
+            String status = String.join("\n", CliChild.runWithEnvironment(viaDaemon, Duration.ofSeconds(60), "status"));
+            assertTrue(status.contains(vm) && status.contains("unprotected"), status);
+            String second = vm + "-cli";
+            String startedByCli = String.join("\n", CliChild.runWithEnvironment(viaDaemon, Duration.ofSeconds(120), "vm", "start", second,
+                    "--run", "none", "--mem", "128", "--wait-ready"));
+            assertTrue(startedByCli.contains("owned by doppeld") && startedByCli.contains("guest ready"), startedByCli);
+            assertEquals(2, local(sock, "GET", "/api/v1/vms", null).json().size());
+            String stoppedByCli = String.join("\n", CliChild.runWithEnvironment(viaDaemon, Duration.ofSeconds(60), "vm", "stop", second));
+            assertTrue(stoppedByCli.contains("stopped VM " + second), stoppedByCli);
+            assertEquals(1, local(sock, "GET", "/api/v1/vms", null).json().size());
+
             // TCP: HTTPS with the CA and the token (curl is the judge of the certificate).
             String url = "https://127.0.0.1:" + port + "/api/v1/vms";
             Curl noToken = curl("--cacert", pki.resolve("ca/ca-cert.pem").toString(), url);

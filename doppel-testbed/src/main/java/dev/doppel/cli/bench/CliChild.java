@@ -49,13 +49,24 @@ public final class CliChild implements AutoCloseable {
                 CLI_MAIN));
         command.addAll(List.of(args));
         ProcessBuilder pb = new ProcessBuilder(command).redirectErrorStream(true);
+        // Commands act themselves unless a test names a daemon to ask (a daemon an operator runs on this
+        // machine must not turn the suite's CLI calls into its requests).
+        if (!env.containsKey("DOPPEL_DAEMON_SOCKET")) {
+            pb.environment().put("DOPPEL_NO_DAEMON", "1");
+        }
         pb.environment().putAll(env);
         return new CliChild(String.join(" ", List.of(args).subList(0, Math.min(2, args.length))), pb.start());
     }
 
     /** Runs a command to its end; fails unless it exits 0 within {@code timeout}. */
     public static List<String> run(Duration timeout, String... args) throws IOException, InterruptedException {
-        try (CliChild c = start(args)) {
+        return runWithEnvironment(java.util.Map.of(), timeout, args);
+    }
+
+    /** As {@link #run}, with extra environment variables. */
+    public static List<String> runWithEnvironment(java.util.Map<String, String> env, Duration timeout, String... args)
+            throws IOException, InterruptedException {
+        try (CliChild c = startWithEnvironment(env, args)) {
             if (!c.process.waitFor(timeout.toMillis(), TimeUnit.MILLISECONDS)) {
                 throw new IOException("'doppel " + String.join(" ", args) + "' did not end within " + timeout + ": " + c.tail());
             }

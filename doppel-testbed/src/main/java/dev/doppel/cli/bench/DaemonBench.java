@@ -43,7 +43,7 @@ public final class DaemonBench implements Callable<Integer> {
             DaemonProcess a = round.primary();
             System.err.println("daemon bench: starting " + (vmCount - 1) + " more VMs on host A");
             for (int i = 1; i < vmCount; i++) {
-                a.call("POST", "/api/v1/vms", "{\"name\":\"" + vm + "-x" + i + "\",\"memMiB\":64,\"run\":\"none\"}");
+                a.call("POST", "/api/v1/vms", "{\"name\":\"" + vm + "-x" + i + "\",\"memMiB\":128,\"run\":\"none\"}");
             }
             Thread.sleep(15_000);   // the VMs boot (TCG on few cores): time the API at rest, not beside 9 boots
             Percentiles api = new Percentiles(timeList(a), requests);
