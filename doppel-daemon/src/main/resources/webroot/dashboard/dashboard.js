@@ -75,7 +75,13 @@ function setPill(sel, key, value, text, title) {
 
 let token = null;
 
-class Unauthorized extends Error {}
+/** A 401, with the token the request carried: an answer to a request sent before the token changed is stale. */
+class Unauthorized extends Error {
+  constructor(path, sentToken) {
+    super(path + ': 401');
+    this.sentToken = sentToken;
+  }
+}
 
 function takeTokenFromUrl() {
   const m = /(?:^#|&)token=([^&]*)/.exec(location.hash);
@@ -91,13 +97,15 @@ function headers(extra) {
 }
 
 async function getJson(path) {
+  const sent = token;
   const res = await fetch(path, { headers: headers(), cache: 'no-store' });
-  if (res.status === 401) throw new Unauthorized(path);
+  if (res.status === 401) throw new Unauthorized(path, sent);
   if (!res.ok) throw new Error(`${path}: HTTP ${res.status}`);
   return res.json();
 }
 
-function askForToken() {
+function askForToken(err) {
+  if (err.sentToken !== token) return;   // refused the token we had before: the current one is still untried
   setPill('#api', 'api', 'unauthorized', 'API: token needed');
   const form = $('#login');
   if (form.hidden) {
@@ -223,10 +231,11 @@ async function stream() {
   let lastId = null;
   for (;;) {
     try {
+      const sent = token;
       const h = headers({ Accept: 'text/event-stream' });
       if (lastId !== null) h['Last-Event-ID'] = lastId;
       const res = await fetch('/api/v1/events', { headers: h, cache: 'no-store' });
-      if (res.status === 401) throw new Unauthorized('/api/v1/events');
+      if (res.status === 401) throw new Unauthorized('/api/v1/events', sent);
       if (!res.ok || !res.body) throw new Error('/api/v1/events: HTTP ' + res.status);
       setPill('#stream', 'stream', 'live', 'events: live');
       const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
@@ -250,7 +259,7 @@ async function stream() {
       }
       setPill('#stream', 'stream', 'down', 'events: reconnecting', 'the daemon ended the stream');
     } catch (err) {
-      if (err instanceof Unauthorized) askForToken();
+      if (err instanceof Unauthorized) askForToken(err);
       setPill('#stream', 'stream', 'down', 'events: reconnecting', String(err));
     }
     await sleep(2000);
@@ -283,8 +292,9 @@ async function poll() {
     renderFamilies(families);
     renderCharts();
     setPill('#api', 'api', 'ok', 'API');
+    $('#login').hidden = true;
   } catch (err) {
-    if (err instanceof Unauthorized) askForToken();
+    if (err instanceof Unauthorized) askForToken(err);
     else setPill('#api', 'api', 'down', 'API unreachable', String(err));
   } finally {
     polling = false;
@@ -307,7 +317,7 @@ async function loadHost() {
     host.title = host.textContent;
     document.title = 'Doppel · ' + h.host;
   } catch (err) {
-    if (err instanceof Unauthorized) askForToken();
+    if (err instanceof Unauthorized) askForToken(err);
   }
 }
 
