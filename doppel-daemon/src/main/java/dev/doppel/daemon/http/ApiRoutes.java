@@ -49,9 +49,21 @@ public final class ApiRoutes {
         this.workers = vertx.createSharedWorkerExecutor("doppel-api", 16, 30, TimeUnit.MINUTES);
     }
 
-    /** The routes; {@code auth} runs first on every request (the TCP listener's bearer token), or null. */
+    /** The routes; {@code auth} (the TCP listener's bearer token, or null) runs on every request but for the dashboard's files. */
     public Router router(io.vertx.core.Handler<RoutingContext> auth, PrometheusMeterRegistry registry) {
         Router r = Router.router(vertx);
+        // The dashboard's files come before the token check: a browser cannot send the token when it
+        // opens the page, and the files hold no data. The page itself sends the token on every API call.
+        r.get("/").handler(ctx -> ctx.redirect("/dashboard/"));
+        // Vert.x matches "/dashboard" to "/dashboard/" too: redirect only the bare path (the page's links are relative).
+        r.get("/dashboard").handler(ctx -> {
+            if (ctx.request().path().equals("/dashboard")) {
+                ctx.redirect("/dashboard/");
+            } else {
+                ctx.next();
+            }
+        });
+        r.get("/dashboard/*").handler(StaticHandler.create("webroot/dashboard").setCachingEnabled(false));
         if (auth != null) {
             r.route().handler(auth);
         }
@@ -117,9 +129,6 @@ public final class ApiRoutes {
 
         r.get("/metrics").handler(PrometheusScrapingHandler.create(registry));
         r.get("/openapi.yaml").handler(ctx -> resource(ctx, "openapi.yaml", "application/yaml"));
-        r.get("/").handler(ctx -> ctx.redirect("/dashboard/"));
-        r.get("/dashboard").handler(ctx -> ctx.redirect("/dashboard/"));
-        r.get("/dashboard/*").handler(StaticHandler.create("webroot/dashboard").setCachingEnabled(false));
         r.route().last().handler(ctx -> json(ctx, 404, Map.of("error", "no such endpoint: " + ctx.request().method() + " "
                 + ctx.request().path() + " (see /openapi.yaml)")));
         return r;
