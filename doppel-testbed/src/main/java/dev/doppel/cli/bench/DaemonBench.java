@@ -106,6 +106,17 @@ public final class DaemonBench implements Callable<Integer> {
         Process curl = new ProcessBuilder("curl", "-sN", "--unix-socket", a.socket().toString(),
                 "http://doppel/api/v1/events?types=checkpoint").redirectError(ProcessBuilder.Redirect.DISCARD).start();
         List<Long> lags = new ArrayList<>();
+        // A protection that ends meanwhile (the VM fenced, its backup lost) sends no more checkpoints: fail, say so.
+        Thread watchdog = new Thread(() -> {
+            try {
+                Thread.sleep(120_000);
+                curl.destroy();
+            } catch (InterruptedException e) {
+                // done in time
+            }
+        }, "event-lag-deadline");
+        watchdog.setDaemon(true);
+        watchdog.start();
         try (BufferedReader in = new BufferedReader(new InputStreamReader(curl.getInputStream(), StandardCharsets.UTF_8))) {
             String line;
             while (lags.size() < n && (line = in.readLine()) != null) {
@@ -118,8 +129,13 @@ public final class DaemonBench implements Callable<Integer> {
                 }
             }
         } finally {
+            watchdog.interrupt();
             curl.destroy();
             curl.waitFor();
+        }
+        if (lags.size() < n) {
+            throw new IllegalStateException("only " + lags.size() + " checkpoint events of " + vm + " within 120 s; its protection: "
+                    + a.call("GET", "/api/v1/vms/" + vm + "/protection", null));
         }
         return lags.stream().mapToLong(Long::longValue).toArray();
     }
