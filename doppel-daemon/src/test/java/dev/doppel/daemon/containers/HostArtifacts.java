@@ -6,6 +6,8 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.List;
 import java.util.concurrent.TimeUnit;
+import com.github.dockerjava.api.exception.NotFoundException;
+import org.testcontainers.DockerClientFactory;
 
 /**
  * What a {@link DoppelHostContainer} is made of, found the way the scripts make it: the image
@@ -38,9 +40,24 @@ public record HostArtifacts(Path root, String image, Path qemuPrefix, Path jar, 
                 // Starts dockerd if needed (ensure_dockerd in scripts/lib.sh); builds the image if it is missing.
                 image = lastLine(runScript(root, "scripts/build-host-image", 900));
             }
+            checkDocker(image);
             found = new HostArtifacts(root, image, prefix.toRealPath(), jar.toRealPath(), guest);
         }
         return found;
+    }
+
+    /** Docker answers and has the image locally (Testcontainers would otherwise try a registry for minutes). */
+    private static void checkDocker(String image) {
+        if (!DockerClientFactory.instance().isDockerAvailable()) {
+            throw new IllegalStateException("Docker does not answer on /var/run/docker.sock: run ./scripts/setup "
+                    + "(installs docker.io) or start dockerd with: . scripts/lib.sh && ensure_dockerd");
+        }
+        try {
+            DockerClientFactory.instance().client().inspectImageCmd(image).exec();
+        } catch (NotFoundException e) {
+            throw new IllegalStateException("the image " + image + " is not in the local dockerd (no registry is reachable): "
+                    + "build it with scripts/build-host-image");
+        }
     }
 
     private static Path projectRoot() {
