@@ -2,6 +2,7 @@ package dev.doppel.cli;
 
 import dev.doppel.remus.service.BackupService;
 import dev.doppel.vm.NicSpec;
+import dev.doppel.vm.PatchedQemuPrefix;
 import dev.doppel.vm.VmLauncher;
 import java.nio.file.Path;
 import java.time.Duration;

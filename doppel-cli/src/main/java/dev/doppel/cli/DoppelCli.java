@@ -7,7 +7,7 @@ import picocli.CommandLine.Command;
 /** {@code bin/doppel}: the operator's entry point. Subcommands grow with the controllers. */
 @Command(name = "doppel", mixinStandardHelpOptions = true, version = "doppel 0.1.0",
         description = "High availability (Remus) and VM fork (SnowFlock) for QEMU guests.",
-        subcommands = {VmCommand.class, QmpCommand.class, ForkCommand.class, ProtectCommand.class, BackupCommand.class, PkiCommand.class,
+        subcommands = {VmCommand.class, DaemonCommand.class, QmpCommand.class, ForkCommand.class, ProtectCommand.class, BackupCommand.class, PkiCommand.class,
                 StatusCommand.class, BenchCommand.class,
                 CommandLine.HelpCommand.class})
 public final class DoppelCli {

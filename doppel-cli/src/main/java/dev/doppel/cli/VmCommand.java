@@ -1,14 +1,13 @@
 package dev.doppel.cli;
 
 import dev.doppel.vm.DiskImageVm;
-import dev.doppel.vm.GuestImage;
-import dev.doppel.vm.MemoryBackend;
-import dev.doppel.vm.NicSpec;
+import dev.doppel.vm.MemorySize;
+import dev.doppel.vm.PatchedQemuPrefix;
 import dev.doppel.vm.VmLauncher;
+import dev.doppel.vm.VmDefinition;
 import dev.doppel.vm.VmProcess;
 import dev.doppel.vm.VmRecord;
 import dev.doppel.vm.VmRunDir;
-import dev.doppel.vm.VmSpec;
 import dev.doppel.vm.qga.QgaClient;
 import dev.doppel.qmp.QmpClient;
 import java.io.IOException;
@@ -57,55 +56,15 @@ public final class VmCommand {
 
         @Override
         public Integer call() throws Exception {
-            if (writeImage && image == null) {
-                throw new IllegalArgumentException("--write-image needs --image");
-            }
-            if (!forwards.isEmpty() && !userNet) {
-                throw new IllegalArgumentException("--forward needs --user-net");
-            }
             VmLauncher launcher = VmLauncher.create(accel.forced());
             if (colo) {
                 launcher = new VmLauncher(dev.doppel.vm.QemuBinary.atPrefix(PatchedQemuPrefix.find()), launcher.accelerator());
             }
-            VmSpec.Builder spec;
-            Path overlay = null;
-            if (image != null) {
-                refuseIfRunning(name);   // before the overlay of a running VM of that name is replaced
-                if (writeImage) {
-                    spec = DiskImageVm.spec(name, image, DiskImageVm.format(image));
-                } else {
-                    overlay = DiskImageVm.createOverlay(image, DiskImageVm.overlayFor(name));
-                    spec = DiskImageVm.spec(name, overlay, "qcow2");
-                }
-                spec.memoryMiB(mem == null ? 1024 : dev.doppel.cli.bench.MemorySize.mib(mem));
-            } else {
-                spec = VmLauncher.guestSpec(name, GuestImage.locate(), run, params).memoryMiB(mem == null ? 256 : dev.doppel.cli.bench.MemorySize.mib(mem));
-            }
-            spec.vcpus(cpus);
-            if (memFile != null) {
-                spec.memory(MemoryBackend.File.shared(memFile));
-            }
-            if (disk != null) {
-                spec.disk(image != null ? "disk1" : "disk0", disk, "qcow2", false);
-            }
-            int nicNo = 1;
-            if (userNet) {
-                spec.nic("net0", String.format("52:54:00:00:00:%02x", nicNo++), new NicSpec.Netdev.User(forwards));
-            }
-            for (String tap : taps) {
-                spec.nic("net" + (nicNo - 1), String.format("52:54:00:00:00:%02x", nicNo++), new NicSpec.Netdev.Tap(tap));
-            }
-            VmSpec built = spec.build();
-            VmProcess vm;
-            try {
-                vm = launcher.start(built, VmProcess.StartOptions.detached());
-            } catch (RuntimeException e) {
-                if (overlay != null) {
-                    Files.deleteIfExists(overlay);
-                }
-                throw e;
-            }
-            dev.doppel.vm.GuestDescriptor.of(built).write(vm.runDir().guestFile());
+            VmDefinition.Started started = new VmDefinition(name, image, writeImage,
+                    mem == null ? 0 : MemorySize.mib(mem), cpus, run, params, memFile, disk, userNet,
+                    forwards, taps, colo).start(launcher);
+            VmProcess vm = started.vm();
+            Path overlay = started.overlay();
             // The CLI exits; the VM stays. Close only our QMP connection and console tailer.
             vm.qmp().close();
             vm.console().close();
@@ -140,13 +99,6 @@ public final class VmCommand {
                 return "?";
             }
             return "(empty)";
-        }
-
-        private static void refuseIfRunning(String name) {
-            VmRunDir dir = VmRunDir.of(name);
-            if (Files.exists(dir.specFile()) && VmRecord.readFrom(dir).alive()) {
-                throw new IllegalStateException("VM '" + name + "' is running; stop it first");
-            }
         }
     }
 

@@ -82,8 +82,14 @@ public final class BackupGuard implements AutoCloseable {
     }
 
     public BackupGuard(VmLauncher launcher, VmSpec spec, BackupServer.Endpoint endpoint, Duration detection, Fencing fencing) {
+        this(launcher, spec, endpoint, detection, fencing, dev.doppel.vm.VmProcess.StartOptions.defaults());
+    }
+
+    /** @param startOptions how the restored QEMU is started ({@code detached()}: it outlives this JVM) */
+    public BackupGuard(VmLauncher launcher, VmSpec spec, BackupServer.Endpoint endpoint, Duration detection, Fencing fencing,
+                       dev.doppel.vm.VmProcess.StartOptions startOptions) {
         this(spec, endpoint, detection, fencing,
-                (s, snap, dir) -> Restore.start(launcher, s, snap, dir, Duration.ofSeconds(30)));
+                (s, snap, dir) -> Restore.start(launcher, s, snap, dir, Duration.ofSeconds(30), startOptions));
     }
 
     BackupGuard(VmSpec spec, BackupServer.Endpoint endpoint, Duration detection, Fencing fencing, Restorer restorer) {

@@ -37,6 +37,16 @@ public final class Restore {
      */
     public static Restored start(VmLauncher launcher, VmSpec spec, BackupStore.RestoreSnapshot snapshot, Path workDir,
                                  Duration timeout) throws IOException {
+        return start(launcher, spec, snapshot, workDir, timeout, dev.doppel.vm.VmProcess.StartOptions.defaults());
+    }
+
+    /**
+     * As {@link #start(VmLauncher, VmSpec, BackupStore.RestoreSnapshot, Path, Duration)}, with the QEMU
+     * process's start options ({@code detached()}: the restored VM outlives this JVM, as a host
+     * daemon's VMs do).
+     */
+    public static Restored start(VmLauncher launcher, VmSpec spec, BackupStore.RestoreSnapshot snapshot, Path workDir,
+                                 Duration timeout, dev.doppel.vm.VmProcess.StartOptions startOptions) throws IOException {
         long t0 = System.nanoTime();
         long epoch = snapshot.epoch();
         Path stream = workDir.resolve("restore-" + epoch + ".state");
@@ -44,7 +54,7 @@ public final class Restore {
         VmSpec restoreSpec = spec.toBuilder()
                 .memory(MemoryBackend.File.shared(snapshot.memoryFile()))
                 .incomingDefer(true).startPaused(true).build();
-        VmProcess vm = launcher.start(restoreSpec);
+        VmProcess vm = launcher.start(restoreSpec, startOptions);
         try {
             load(vm.qmp(), "file:" + stream, timeout, spec.name());
             vm.qmp().execute("cont");

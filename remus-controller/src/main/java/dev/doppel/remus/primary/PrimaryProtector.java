@@ -70,6 +70,7 @@ public final class PrimaryProtector implements AutoCloseable {
     private volatile boolean initialCommitPending;
     private volatile long lastCheckpointNanos;   // when the last checkpoint completed (guest resumed)
     private volatile String lastProblem = "";
+    private volatile ProtectionEvents events = ProtectionEvents.NONE;
     private volatile long lostBackups;
     private volatile boolean closed;
     private ScheduledFuture<?> watchdog;
@@ -118,6 +119,11 @@ public final class PrimaryProtector implements AutoCloseable {
         qmp.whenDisconnected().thenRun(this::primaryGone);
     }
 
+    /** Where this protector reports protection, checkpoints and losses as they happen (replaces the previous one). */
+    public void reportTo(ProtectionEvents events) {
+        this.events = events == null ? ProtectionEvents.NONE : events;
+    }
+
     /**
      * Starts protection: full synchronisation to the backup, then COLO checkpoints. Returns when the
      * VM is protected. On failure the guest keeps running unprotected and the exception says why.
@@ -158,6 +164,7 @@ public final class PrimaryProtector implements AutoCloseable {
             watchdog = timer.scheduleAtFixedRate(this::checkPause, periodMs, periodMs, TimeUnit.MILLISECONDS);
             log.info("vm={} event=protected backup={} interval_ms={} timeout_ms={}", vm, describe(backup),
                     options.interval().toMillis(), options.backupTimeout().toMillis());
+            events.protectedNow(vm, describe(backup));
         }
     }
 
@@ -323,7 +330,9 @@ public final class PrimaryProtector implements AutoCloseable {
                 stoppedAtNanos = 0;
                 lastCheckpointNanos = System.nanoTime();
                 if (stoppedAt != 0 && state == ProtectionState.PROTECTED) {
-                    stats.recordPause(System.nanoTime() - stoppedAt);
+                    long pause = System.nanoTime() - stoppedAt;
+                    stats.recordPause(pause);
+                    events.checkpointCommitted(vm, stats.checkpoints(), pause);
                 }
             }
             case "COLO_EXIT" -> {
@@ -364,6 +373,7 @@ public final class PrimaryProtector implements AutoCloseable {
             h.primaryDown("the primary QEMU process exited");
         }
         log.error("vm={} epoch={} event=primary-lost protection_was={}", vm, stats.checkpoints(), was);
+        events.primaryLost(vm, stats.checkpoints(), "the primary QEMU process exited");
     }
 
     private void cancelWatchdogQuietly() {
@@ -413,10 +423,12 @@ public final class PrimaryProtector implements AutoCloseable {
                 state = ProtectionState.FENCED;
                 log.error("vm={} epoch={} event=backup-lost cause=\"{}\" action=\"fenced: {}\"", vm, stats.checkpoints(), why,
                         fencing.fencedBecause());
+                events.backupLost(vm, stats.checkpoints(), why, true);
                 return;
             }
             log.error("vm={} epoch={} event=backup-lost cause=\"{}\" action=\"continue unprotected, re-protect when the backup is back\"",
                     vm, stats.checkpoints(), why);
+            events.backupLost(vm, stats.checkpoints(), why, false);
             if (heartbeat != null) {
                 heartbeat.standDown(why);   // the backup must not resume a state the primary has moved past
             }

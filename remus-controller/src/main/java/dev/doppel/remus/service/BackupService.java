@@ -54,6 +54,19 @@ public final class BackupService implements AutoCloseable {
     private final String holder;
     /** Sessions to coordination services, by connect string (one per ensemble, shared by its VMs). */
     private final Map<String, Coordinator> sessions = new ConcurrentHashMap<>();
+    private final Hooks hooks;
+
+    /**
+     * How the service is embedded.
+     *
+     * @param events             structured events (besides the text lines)
+     * @param restoredOutliveUs  failed-over VMs are started detached and keep running when the service
+     *                           closes (a host daemon's VMs); otherwise they end with it (the foreground
+     *                           {@code backup serve})
+     */
+    public record Hooks(BackupEvents events, boolean restoredOutliveUs) {
+        public static final Hooks FOREGROUND = new Hooks(BackupEvents.NONE, false);
+    }
 
     /** One protected VM's replication endpoint and guard, with its recent epochs' figures. */
     public record Protected(String vm, BackupServer.Endpoint endpoint, BackupGuard guard, EpochWindow epochs) {
@@ -93,6 +106,13 @@ public final class BackupService implements AutoCloseable {
     public BackupService(VmLauncher launcher, InetSocketAddress listen, Path storeRoot, Duration detection,
                          NicSpec.Netdev nicBackend, String coordinator, String holder, dev.doppel.tls.PeerTls tls,
                          Consumer<String> events) throws IOException {
+        this(launcher, listen, storeRoot, detection, nicBackend, coordinator, holder, tls, events, Hooks.FOREGROUND);
+    }
+
+    public BackupService(VmLauncher launcher, InetSocketAddress listen, Path storeRoot, Duration detection,
+                         NicSpec.Netdev nicBackend, String coordinator, String holder, dev.doppel.tls.PeerTls tls,
+                         Consumer<String> events, Hooks hooks) throws IOException {
+        this.hooks = hooks;
         this.coordinator = coordinator;
         this.holder = holder;
         this.tls = tls;
@@ -139,6 +159,7 @@ public final class BackupService implements AutoCloseable {
                         @Override
                         public void epochCommitted(EpochMetrics m) {
                             window.add(m);
+                            hooks.events().epochCommitted(vm, m);
                         }
                     }, disks);
             VmSpec.Builder specBuilder = req.guest().toSpec(localName(vm), nicBackend);
@@ -158,9 +179,17 @@ public final class BackupService implements AutoCloseable {
                 endpoint.close();
                 return ProtectReply.error(vm, e.getMessage());
             }
-            BackupGuard guard = new BackupGuard(launcher, spec, endpoint, detection, BackupGuard.Fencing.of(coord, holder));
+            BackupGuard guard = new BackupGuard(launcher, spec, endpoint, detection, BackupGuard.Fencing.of(coord, holder),
+                    hooks.restoredOutliveUs() ? dev.doppel.vm.VmProcess.StartOptions.detached() : dev.doppel.vm.VmProcess.StartOptions.defaults());
             control.register(vm, guard::onControl);
             guard.failover().thenAccept(f -> describeRestored(f, spec));
+            guard.failover().whenComplete((f, err) -> {
+                if (err == null) {
+                    hooks.events().failedOver(vm, f);
+                } else {
+                    hooks.events().failoverRefused(vm, err.getMessage(), guard.state() == BackupGuard.State.STALE);
+                }
+            });
             guard.failover().whenComplete((f, err) -> events.accept(err == null
                     ? String.format("VM %s FAILED OVER from epoch %d in %.0f ms (%s); running as pid %d", vm, f.epoch(), f.failoverMs(), f.cause(), f.vm().pid())
                     : guard.state() == BackupGuard.State.STALE
@@ -169,6 +198,7 @@ public final class BackupService implements AutoCloseable {
                             : "VM " + vm + ": failover FAILED: " + err.getMessage()));
             vms.put(vm, new Protected(vm, endpoint, guard, window));
             events.accept("VM " + vm + " protected: replication port " + endpoint.port() + ", " + req.guest().memoryMiB() + " MiB");
+            hooks.events().vmProtected(vm, endpoint.port(), guard.storeId());
             return ProtectReply.ready(vm, endpoint.port(), guard.storeId(), endpoint.disks() == null ? Map.of() : endpoint.disks().ports());
         } catch (IOException | RuntimeException e) {
             log.warn("vm={} event=protect-refused cause=\"{}\"", vm, e.getMessage());
@@ -245,22 +275,28 @@ public final class BackupService implements AutoCloseable {
         vms.remove(p.vm());
     }
 
+    /**
+     * A failed-over VM when the service closes: it ends with a foreground service; a daemon's keeps
+     * running (QEMU detached, its monitor already let go). Its lease ends with this service's session
+     * either way: the ownership record names this host, and no other copy exists to take over.
+     */
+    private void endRestored(BackupGuard.Failover f) {
+        if (!hooks.restoredOutliveUs()) {
+            f.vm().close();
+        }
+        f.lease().close();
+    }
+
     @Override
     public synchronized void close() {
         control.close();
         for (Protected p : vms.values()) {
             p.guard().close();
             p.endpoint().close();
-            p.guard().failover().thenAccept(f -> {
-                f.vm().close();
-                f.lease().close();
-            });
+            p.guard().failover().thenAccept(this::endRestored);
         }
         vms.clear();
-        for (BackupGuard.Failover f : restored) {
-            f.vm().close();
-            f.lease().close();
-        }
+        restored.forEach(this::endRestored);
         sessions.values().forEach(Coordinator::close);
     }
 }

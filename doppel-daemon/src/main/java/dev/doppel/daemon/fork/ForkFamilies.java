@@ -1,0 +1,178 @@
+package dev.doppel.daemon.fork;
+
+import dev.doppel.clone.CloneController;
+import dev.doppel.clone.ForkOptions;
+import dev.doppel.clone.ForkResult;
+import dev.doppel.clone.ForkableVm;
+import dev.doppel.daemon.ApiException;
+import dev.doppel.daemon.events.EventHub;
+import dev.doppel.daemon.metrics.DoppelMeters;
+import dev.doppel.hostnet.HostCommand;
+import dev.doppel.vm.DiskImageVm;
+import dev.doppel.vm.FileTrees;
+import dev.doppel.vm.GuestImage;
+import dev.doppel.vm.VmLauncher;
+import dev.doppel.vm.VmSpec;
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.ExecutionException;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.TimeoutException;
+
+/**
+ * The daemon's fork families (SnowFlock-style): a forkable parent VM, booted by the daemon, and the
+ * clones each fork makes of it. Each clone's exit is reported on the event stream. A family lives as
+ * long as the daemon: its VMs share the parent's memory file and clone network, which the fork
+ * controller owns in this process (see docs/daemon.md: re-adopting families is not done).
+ */
+public final class ForkFamilies implements AutoCloseable {
+    private final CloneController controller;
+    private final EventHub events;
+    private final DoppelMeters meters;
+    private final Path work;
+    /** Members that ended, with their exit codes (a wait after the exit still gets the code). */
+    private final Map<String, Integer> ended = new java.util.concurrent.ConcurrentHashMap<>();
+
+    /** One family member as the API lists it. */
+    public record Member(String name, long pid, String ip, String mac, int cloneId, boolean running, Integer exitCode,
+                         List<Member> children) {
+    }
+
+    /** How to boot a family's parent: Doppel's guest (workload {@code run}) or a disk image with qemu-guest-agent. */
+    public record ParentRequest(String name, long memMiB, String run, Path image) {
+    }
+
+    public ForkFamilies(VmLauncher launcher, EventHub events, DoppelMeters meters, Path work) throws IOException {
+        this.controller = new CloneController(launcher, ForkOptions.defaults());
+        this.events = events;
+        this.meters = meters;
+        this.work = Files.createDirectories(work);
+    }
+
+    /** Boots a forkable parent (its RAM on a shared file, its NIC on the family's isolated network). */
+    public Member startParent(ParentRequest req) throws IOException {
+        if (req.name() == null || !req.name().matches("[A-Za-z0-9][A-Za-z0-9_.-]{0,40}")) {
+            throw new ApiException(400, req.name(), "bad family name '" + req.name() + "'");
+        }
+        VmSpec spec;
+        Path disk;
+        String format;
+        if (req.image() != null) {
+            disk = req.image().toAbsolutePath();
+            format = DiskImageVm.format(disk);
+            spec = DiskImageVm.spec(req.name(), disk, format).memoryMiB(req.memMiB() > 0 ? req.memMiB() : 1024).build();
+        } else {
+            disk = work.resolve(req.name() + ".qcow2");
+            format = "qcow2";
+            HostCommand.run("qemu-img", "create", "-q", "-f", "qcow2", disk.toString(), "64M");
+            spec = VmLauncher.guestSpec(req.name(), GuestImage.locate(), req.run() == null ? "dirtier" : req.run(),
+                    Map.of("doppel.dirty_rate", "2000")).memoryMiB(req.memMiB() > 0 ? req.memMiB() : 256).build();
+        }
+        ForkableVm parent;
+        try {
+            parent = controller.start(spec, disk, format);
+        } catch (IllegalArgumentException e) {
+            throw new ApiException(409, req.name(), e.getMessage());
+        }
+        watch(parent);
+        events.publish("family-started", parent.name(), -1, null, Map.of("pid", parent.pid(), "ip", parent.address().ip()));
+        return member(parent);
+    }
+
+    /** Forks a family member into {@code n} clones. */
+    public List<Member> fork(String vm, int n) {
+        if (n < 1 || n > 64) {
+            throw new ApiException(400, vm, "clones must be 1..64, got " + n);
+        }
+        ForkableVm v = find(vm);
+        ForkResult r = controller.fork(v, n);
+        meters.forked(vm, n, r.forkMs(), r.parentPauseMs());
+        List<Member> out = new ArrayList<>();
+        for (ForkableVm c : r.clones()) {
+            watch(c);
+            out.add(member(c));
+        }
+        events.publish("fork", vm, r.forkNumber(), null, Map.of("clones", r.clones().stream().map(ForkableVm::name).toList(),
+                "forkMs", r.forkMs(), "parentPauseMs", r.parentPauseMs()));
+        return out;
+    }
+
+    /** The families as trees (roots with their clones). */
+    public List<Member> families() {
+        return controller.list().stream().filter(v -> v.parent() == null).map(this::member).toList();
+    }
+
+    public long clonesAlive() {
+        return controller.list().stream().filter(v -> v.parent() != null && v.isRunning()).count();
+    }
+
+    /** Whether {@code vm} is a member of one of the daemon's families (its run directory is the fork controller's). */
+    public boolean isMember(String vm) {
+        return controller.list().stream().anyMatch(v -> v.name().equals(vm));
+    }
+
+    /** The last lines of a family member's console. */
+    public List<String> console(String vm, int lines) {
+        List<String> all = find(vm).console().lines();
+        return all.subList(Math.max(0, all.size() - lines), all.size());
+    }
+
+    /** Kills one VM of a family (a clone, or a root with its family). */
+    public void kill(String vm) {
+        find(vm).kill();
+    }
+
+    /** Waits for a VM's exit; its exit code (vmexit CODE, -1 when killed). */
+    public int await(String vm, Duration timeout) {
+        Integer code = ended.get(vm);
+        if (code != null) {
+            return code;
+        }
+        try {
+            return find(vm).exitCode().get(timeout.toMillis(), TimeUnit.MILLISECONDS);
+        } catch (TimeoutException e) {
+            throw new ApiException(408, vm, "VM '" + vm + "' still runs after " + timeout.toMillis() + " ms");
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            throw new ApiException(503, vm, "interrupted");
+        } catch (ExecutionException e) {
+            throw new ApiException(500, vm, e.getCause().getMessage());
+        }
+    }
+
+    private ForkableVm find(String vm) {
+        try {
+            return controller.find(vm);
+        } catch (IllegalArgumentException e) {
+            throw new ApiException(404, vm, e.getMessage());
+        }
+    }
+
+    private void watch(ForkableVm v) {
+        v.exitCode().thenAccept(code -> ended.put(v.name(), code));
+        v.exitCode().thenAccept(code -> events.publish(v.parent() == null ? "family-ended" : "clone-exited", v.name(), -1,
+                code == -1 ? "killed or stopped by the host" : "vmexit " + code, Map.of("exitCode", code,
+                        "parent", v.parent() == null ? "" : v.parent().name())));
+    }
+
+    private Member member(ForkableVm v) {
+        Integer code = v.exitCode().isDone() ? v.exitCode().getNow(null) : null;
+        return new Member(v.name(), v.pid(), v.address().ip(), v.address().mac(), v.cloneId(), v.isRunning(), code,
+                v.children().stream().map(this::member).toList());
+    }
+
+    @Override
+    public void close() {
+        controller.close();
+        try {
+            FileTrees.deleteRecursively(work);
+        } catch (RuntimeException e) {
+            // best effort: the directory is the daemon's own
+        }
+    }
+}

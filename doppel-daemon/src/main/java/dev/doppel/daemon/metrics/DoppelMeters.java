@@ -1,0 +1,124 @@
+package dev.doppel.daemon.metrics;
+
+import dev.doppel.remus.colo.EpochMetrics;
+import dev.doppel.remus.failover.BackupGuard;
+import dev.doppel.remus.primary.ProtectionEvents;
+import dev.doppel.remus.primary.ProtectionState;
+import dev.doppel.remus.primary.ProtectionStatus;
+import dev.doppel.remus.service.BackupEvents;
+import io.micrometer.core.instrument.Counter;
+import io.micrometer.core.instrument.DistributionSummary;
+import io.micrometer.core.instrument.Gauge;
+import io.micrometer.core.instrument.MeterRegistry;
+import io.micrometer.core.instrument.Timer;
+import java.time.Duration;
+import java.util.concurrent.TimeUnit;
+import java.util.function.Function;
+import java.util.function.Supplier;
+
+/**
+ * Doppel's meters (Micrometer; scraped as Prometheus text at {@code /metrics}). Names are in base
+ * units — the Prometheus registry adds {@code _seconds}, {@code _bytes} and {@code _total}. The
+ * primary side counts what its checkpoint loop sees (pauses, lag, losses), the backup side what it
+ * receives and commits (dirty pages, bytes, commit time, failovers): one series per VM and host role.
+ */
+public final class DoppelMeters implements ProtectionEvents, BackupEvents {
+    private final MeterRegistry registry;
+    private final Function<String, ProtectionStatus> protection;
+
+    /** @param protection the current protection status of a VM (null when not protected from here) */
+    public DoppelMeters(MeterRegistry registry, Function<String, ProtectionStatus> protection, Supplier<Number> vmsRunning,
+                        Supplier<Number> clonesAlive) {
+        this.registry = registry;
+        this.protection = protection;
+        Gauge.builder("doppel.vms.running", vmsRunning).description("VMs whose QEMU runs on this host").register(registry);
+        Gauge.builder("doppel.fork.clones.alive", clonesAlive).description("clones of the daemon's fork families that run").register(registry);
+    }
+
+    public MeterRegistry registry() {
+        return registry;
+    }
+
+    // ---------------------------------------------------------------------------------- primary side
+
+    @Override
+    public void protectedNow(String vm, String backup) {
+        Gauge.builder("doppel.protection.protected", () -> {
+            ProtectionStatus s = protection.apply(vm);
+            return s != null && s.state() == ProtectionState.PROTECTED ? 1 : 0;
+        }).tag("vm", vm).description("1 while the VM is protected (checkpoints commit on a backup)").register(registry);
+        Gauge.builder("doppel.backup.lag", () -> {
+            ProtectionStatus s = protection.apply(vm);
+            return s == null || s.lagMs() < 0 ? Double.NaN : s.lagMs() / 1000.0;
+        }).tag("vm", vm).baseUnit("seconds").description("time since the backup last committed a checkpoint of the VM").register(registry);
+        Gauge.builder("doppel.output.release.mean", () -> {
+            ProtectionStatus s = protection.apply(vm);
+            return s == null ? Double.NaN : s.outputReleaseMs() / 1000.0;
+        }).tag("vm", vm).baseUnit("seconds").description("mean time per checkpoint to release the epoch's held output").register(registry);
+        Gauge.builder("doppel.output.held.netdevs", () -> {
+            ProtectionStatus s = protection.apply(vm);
+            return s == null ? 0 : s.heldNetdevs().size();
+        }).tag("vm", vm).description("NIC backends whose output is held until the backup commits").register(registry);
+        Gauge.builder("doppel.disk.mirrors", () -> {
+            ProtectionStatus s = protection.apply(vm);
+            return s != null && s.state() == ProtectionState.PROTECTED ? s.replicatedDisks().size() : 0;
+        }).tag("vm", vm).description("disks mirrored synchronously to the backup (0 when protection is down)").register(registry);
+    }
+
+    @Override
+    public void checkpointCommitted(String vm, long epoch, long pauseNanos) {
+        Timer.builder("doppel.checkpoint.pause").tag("vm", vm).description("guest pause per checkpoint (stop to resume)")
+                .publishPercentileHistogram().minimumExpectedValue(Duration.ofNanos(500_000)).maximumExpectedValue(Duration.ofSeconds(10))
+                .register(registry).record(pauseNanos, TimeUnit.NANOSECONDS);
+        Counter.builder("doppel.checkpoints").tag("vm", vm).description("checkpoints committed by the backup").register(registry).increment();
+    }
+
+    @Override
+    public void backupLost(String vm, long epoch, String cause, boolean fenced) {
+        Counter.builder("doppel.backup.lost").tag("vm", vm).tag("fenced", Boolean.toString(fenced))
+                .description("times the VM's backup was lost").register(registry).increment();
+    }
+
+    @Override
+    public void primaryLost(String vm, long epoch, String cause) {
+        Counter.builder("doppel.primary.lost").tag("vm", vm).description("times the VM's primary QEMU died under protection")
+                .register(registry).increment();
+    }
+
+    // ----------------------------------------------------------------------------------- backup side
+
+    @Override
+    public void epochCommitted(String vm, EpochMetrics m) {
+        DistributionSummary.builder("doppel.epoch.dirty.pages").tag("vm", vm).description("pages with data per committed epoch")
+                .publishPercentileHistogram().minimumExpectedValue(1.0).maximumExpectedValue(1e7).register(registry).record(m.dataPages());
+        DistributionSummary.builder("doppel.epoch.transfer").tag("vm", vm).baseUnit("bytes").description("bytes received per committed epoch")
+                .publishPercentileHistogram().minimumExpectedValue(1024.0).maximumExpectedValue(1e10).register(registry).record(m.wireBytes());
+        Timer.builder("doppel.backup.commit").tag("vm", vm).description("backup commit of an epoch, up to the commit point")
+                .publishPercentileHistogram().minimumExpectedValue(Duration.ofNanos(100_000)).maximumExpectedValue(Duration.ofSeconds(10))
+                .register(registry).record(m.commitNanos(), TimeUnit.NANOSECONDS);
+    }
+
+    @Override
+    public void failedOver(String vm, BackupGuard.Failover f) {
+        Counter.builder("doppel.failovers").tag("vm", vm).description("failovers to this host").register(registry).increment();
+        Timer.builder("doppel.failover").tag("vm", vm).description("failover: primary lost detected to restored VM running")
+                .register(registry).record(Math.round(f.failoverMs() * 1e6), TimeUnit.NANOSECONDS);
+    }
+
+    @Override
+    public void failoverRefused(String vm, String cause, boolean stale) {
+        Counter.builder("doppel.failovers.refused").tag("vm", vm).tag("stale", Boolean.toString(stale))
+                .description("failovers this host refused (stale store, lease not obtained)").register(registry).increment();
+    }
+
+    // --------------------------------------------------------------------------------------------- fork
+
+    /** A fork: its latency (request to clones running) and the parent's pause. */
+    public void forked(String parent, int clones, double forkMs, double parentPauseMs) {
+        Timer.builder("doppel.fork").tag("vm", parent).description("fork: request to clones started")
+                .register(registry).record(Math.round(forkMs * 1e6), TimeUnit.NANOSECONDS);
+        Timer.builder("doppel.fork.parent.pause").tag("vm", parent).description("the parent's pause during a fork")
+                .register(registry).record(Math.round(parentPauseMs * 1e6), TimeUnit.NANOSECONDS);
+        Counter.builder("doppel.fork.clones.created").tag("vm", parent).description("clones created").register(registry).increment(clones);
+    }
+}
