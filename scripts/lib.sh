@@ -63,20 +63,23 @@ debian_security_mirror() {
 # Flags, and why (measured on Debian 12, kernel 6.18, docker.io 20.10.24, cgroup v1 hybrid, ext4):
 #   --iptables=false --ip-forward=false --ip-masq=false
 #     This kernel has iptables/nftables and br_netfilter built in, and
-#     net.bridge.bridge-nf-call-iptables is already 1: every frame crossing a bridge in the host's
-#     namespace goes through the host's iptables FORWARD chain. With its default --iptables=true,
-#     dockerd sets net.ipv4.ip_forward=1 and the FORWARD policy to DROP, which would drop the bridged
-#     traffic of Doppel's own host-namespace bridges (the clone network's bridge, the multicast
-#     segments of the remote-fork tests). With these three flags dockerd writes no iptables rule and
-#     leaves ip_forward alone (measured: `iptables -S` still shows only the ACCEPT policies,
-#     ip_forward stays 0 while containers run).
-#     What is lost: NAT to the outside (no container needs the outside; no registry is reachable
-#     anyway). What still works: containers on one Testcontainers network reach each other over their
-#     bridge (layer 2, no forwarding, no rules); published ports work through docker-proxy (userland
-#     proxy, loopback to the bridge: local, not forwarded) — which is what Testcontainers uses with
-#     TESTCONTAINERS_HOST_OVERRIDE=localhost; docker's embedded DNS (network aliases) works, see
-#     scripts/build-host-image's smoke check and DoppelHostContainersIntegrationTest.
+#     net.bridge.bridge-nf-call-iptables is already 1: every frame crossing a bridge goes through the
+#     iptables FORWARD chain of the bridge's namespace, even with ip_forward=0. With its default
+#     --iptables=true, dockerd 20.10 sets net.ipv4.ip_forward=1 and the FORWARD policy to DROP, which
+#     would drop the bridged traffic of Doppel's host-namespace bridges (the clone network's bridge, the
+#     multicast segments of the remote-fork tests). Measured in a scratch namespace (bridge + two veth
+#     peers): FORWARD policy ACCEPT: ping passes; DROP: every ping lost; DROP with
+#     bridge-nf-call-iptables=0: passes again. With the three flags dockerd writes no iptables rule and
+#     leaves ip_forward alone: `iptables -S` shows only the ACCEPT policies and ip_forward stays 0 while
+#     containers run; a ping across a host-namespace bridge between two namespaces passes, and
+#     RemoteForkMulticastIntegrationTest (host bridge, multicast) passed with dockerd and containers up.
+#     What is lost: NAT to the outside (no container needs it; no registry is reachable anyway). What
+#     still works: containers on one Testcontainers network reach each other over their bridge (layer 2,
+#     no rules), docker's embedded DNS resolves network aliases (it sets up its own rules inside the
+#     container's namespace), published ports work through docker-proxy (userland proxy, local, not
+#     forwarded) — all three used by doppel-daemon's containers/ tests.
 #   Storage driver overlay2 (ext4 root), cgroupfs driver: dockerd's defaults, nothing to set.
+#   dockerd answers within 1 s of its start here.
 # Log: $DOPPEL_CACHE/docker/dockerd.log. DOPPEL_DOCKERD_WAIT: seconds to wait for the socket (60).
 DOCKERD_FLAGS=(--iptables=false --ip-forward=false --ip-masq=false)
 
