@@ -54,3 +54,78 @@ debian_security_mirror() {
     grep -hs -E '^deb[[:space:]]' /etc/apt/sources.list 2>/dev/null | awk '{print $2}'
   } | grep -E -- '-security/?$' | head -1 || true
 }
+
+# ---------------------------------------------------------------------------------------------
+# Docker, for the multi-host tests (doppel-daemon's containers/ tests: one container per host,
+# image from scripts/build-host-image). There is no systemd: dockerd is started by hand, detached,
+# and keeps running after the script (the next run finds it answering and does nothing).
+#
+# Flags, and why (measured on Debian 12, kernel 6.18, docker.io 20.10.24, cgroup v1 hybrid, ext4):
+#   --iptables=false --ip-forward=false --ip-masq=false
+#     This kernel has iptables/nftables and br_netfilter built in, and
+#     net.bridge.bridge-nf-call-iptables is already 1: every frame crossing a bridge goes through the
+#     iptables FORWARD chain of the bridge's namespace, even with ip_forward=0. With its default
+#     --iptables=true, dockerd 20.10 sets net.ipv4.ip_forward=1 and the FORWARD policy to DROP, which
+#     would drop the bridged traffic of Doppel's host-namespace bridges (the clone network's bridge, the
+#     multicast segments of the remote-fork tests). Measured in a scratch namespace (bridge + two veth
+#     peers): FORWARD policy ACCEPT: ping passes; DROP: every ping lost; DROP with
+#     bridge-nf-call-iptables=0: passes again. With the three flags dockerd writes no iptables rule and
+#     leaves ip_forward alone: `iptables -S` shows only the ACCEPT policies and ip_forward stays 0 while
+#     containers run; a ping across a host-namespace bridge between two namespaces passes, and
+#     RemoteForkMulticastIntegrationTest (host bridge, multicast) passed with dockerd and containers up.
+#     What is lost: NAT to the outside (no container needs it; no registry is reachable anyway). What
+#     still works: containers on one Testcontainers network reach each other over their bridge (layer 2,
+#     no rules), docker's embedded DNS resolves network aliases (it sets up its own rules inside the
+#     container's namespace), published ports work through docker-proxy (userland proxy, local, not
+#     forwarded) — all three used by doppel-daemon's containers/ tests.
+#   Storage driver overlay2 (ext4 root), cgroupfs driver: dockerd's defaults, nothing to set.
+#   dockerd answers within 1 s of its start here.
+# Log: $DOPPEL_CACHE/docker/dockerd.log. DOPPEL_DOCKERD_WAIT: seconds to wait for the socket (60).
+DOCKERD_FLAGS=(--iptables=false --ip-forward=false --ip-masq=false)
+
+# The docker client from Debian's docker.io (another one may be earlier in PATH, e.g. /usr/local/bin).
+docker_cli() {
+  if [ -x /usr/bin/docker ]; then echo /usr/bin/docker; else command -v docker || echo docker; fi
+}
+
+# Starts dockerd unless one answers already; waits (bounded) until `docker info` answers.
+ensure_dockerd() {
+  local docker log pid waited=0 limit=${DOPPEL_DOCKERD_WAIT:-60}
+  docker=$(docker_cli)
+  log="$DOPPEL_CACHE/docker/dockerd.log"
+  if "$docker" info >/dev/null 2>&1; then
+    pid=$(pgrep -xo dockerd || true)
+    if [ -n "$pid" ] && ! tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q -- '--iptables=false'; then
+      warn "dockerd (pid $pid) runs without --iptables=false: it may have set the FORWARD policy to DROP," \
+           "which drops bridged traffic of the namespace tests (see ensure_dockerd in scripts/lib.sh)"
+    fi
+    return 0
+  fi
+  command -v dockerd >/dev/null 2>&1 || [ -x /usr/sbin/dockerd ] \
+    || die "dockerd is not installed: run ./scripts/setup (installs Debian's docker.io)"
+  [ "$(id -u)" -eq 0 ] || die "starting dockerd needs root"
+  mkdir -p "$(dirname "$log")"
+  if pgrep -x dockerd >/dev/null; then
+    say "dockerd runs but does not answer yet; waiting up to $limit s"
+  else
+    say "starting dockerd ${DOCKERD_FLAGS[*]} (log: $log)"
+    echo "=== $(date -u +%Y-%m-%dT%H:%M:%SZ) ensure_dockerd: dockerd ${DOCKERD_FLAGS[*]}" >>"$log"
+    PATH=/usr/sbin:/usr/bin:/sbin:/bin:$PATH setsid nohup dockerd "${DOCKERD_FLAGS[@]}" >>"$log" 2>&1 </dev/null &
+  fi
+  until "$docker" info >/dev/null 2>&1; do
+    if [ "$waited" -ge $((limit * 2)) ]; then
+      tail -15 "$log" >&2 || true
+      die "dockerd did not answer on /var/run/docker.sock within $limit s (log above: $log)"
+    fi
+    if ! pgrep -x dockerd >/dev/null; then
+      tail -15 "$log" >&2 || true
+      die "dockerd exited during start-up (log above: $log)"
+    fi
+    sleep 0.5
+    waited=$((waited + 1))
+  done
+  say "dockerd answers ($(( (waited + 1) / 2 )) s)"
+}
+
+# The image scripts/build-host-image builds (its tag `current` is moved to the newest build).
+HOST_IMAGE_REPO=doppel-host
