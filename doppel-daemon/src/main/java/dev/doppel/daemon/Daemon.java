@@ -62,6 +62,14 @@ public final class Daemon implements AutoCloseable {
 
     /** Starts the daemon: API listeners up, then adoption of what a previous daemon left (reported as events). */
     public static Daemon start(DaemonConfig config) throws Exception {
+        // ZooKeeper's Netty TLS client checks the peer's host name itself (ZKTrustManager, on by default).
+        // Once the API's HTTPS server had made Netty's TLS classes load first, Netty's own engine-level
+        // check (HTTPS identification of the connect string's host) was on as well, and every ZooKeeper TLS
+        // session of the daemon failed (containers: the connect string is an address, the certificate
+        // names the host). Off before any TLS context exists; ZooKeeper's check stays.
+        if (System.getProperty("io.netty.handler.ssl.defaultEndpointVerificationAlgorithm") == null) {
+            System.setProperty("io.netty.handler.ssl.defaultEndpointVerificationAlgorithm", "NONE");
+        }
         Files.createDirectories(config.stateDir());
         PrometheusMeterRegistry registry = new PrometheusMeterRegistry(PrometheusConfig.DEFAULT);
         Vertx vertx = Vertx.builder()

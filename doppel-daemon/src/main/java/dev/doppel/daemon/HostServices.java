@@ -30,14 +30,14 @@ public record HostServices(HostVms vms, Protections protections, BackupHost back
     }
 
     private VmView marked(VmView v) {
-        return forks.isMember(v.name()) ? new VmView(v.name(), v.pid(), v.state(), v.accelerator(), v.runDir(), "family", v.protection())
+        return forks.isMember(v.name()) || forks.ownsRunDir(java.nio.file.Path.of(v.runDir())) ? new VmView(v.name(), v.pid(), v.state(), v.accelerator(), v.runDir(), "family", v.protection())
                 : v;
     }
 
     /** Stops a VM: its protection first (the backup stands down), then its QEMU. */
     public Map<String, Object> stopVm(String name, Duration grace) throws IOException {
         HostVms.existing(name);
-        if (forks.isMember(name)) {
+        if (forks.isMember(name) || forks.ownsRunDir(VmRunDir.of(name).path())) {
             throw new ApiException(409, name, "VM '" + name + "' belongs to a fork family: DELETE /api/v1/families/" + name);
         }
         if (protections.status(name) != null || Files.exists(VmRunDir.of(name).path().resolve(ProtectionIntent.FILE))) {

@@ -116,6 +116,14 @@ public final class ForkFamilies implements AutoCloseable {
         return controller.list().stream().anyMatch(v -> v.name().equals(vm));
     }
 
+    /**
+     * Whether a run directory is a family member's current process's (a member changes process at a
+     * fork, so its run directory is named after the process, e.g. {@code fam1.8}).
+     */
+    public boolean ownsRunDir(Path runDir) {
+        return controller.list().stream().anyMatch(v -> v.qgaSocket().getParent().equals(runDir));
+    }
+
     /** The last lines of a family member's console. */
     public List<String> console(String vm, int lines) {
         List<String> all = find(vm).console().lines();

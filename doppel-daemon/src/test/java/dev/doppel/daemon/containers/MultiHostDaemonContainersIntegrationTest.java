@@ -78,7 +78,7 @@ class MultiHostDaemonContainersIntegrationTest {
                 // The API contract of issue #14: no "tls" in the bodies, so the links between the hosts are plain
                 // TCP. (With "tls": "/pki" on both, B refuses the protection once its HTTPS API has served a
                 // request: the daemon JVM's Netty then checks host names in ZooKeeper's TLS client.)
-                Response backup = apiB.post("/api/v1/backup", Map.of("listen", "0.0.0.0:" + BACKUP_PORT, "detectionMs", 500));
+                Response backup = apiB.post("/api/v1/backup", Map.of("listen", "0.0.0.0:" + BACKUP_PORT, "detectionMs", 500, "tls", "/pki"));
                 assertTrue(backup.ok(), "hostb: POST /api/v1/backup: " + backup + "\n" + b.logTail(40));
                 Response backupStatus = apiB.get("/api/v1/backup");
                 assertTrue(backupStatus.ok(), "hostb: GET /api/v1/backup: " + backupStatus);
@@ -94,7 +94,7 @@ class MultiHostDaemonContainersIntegrationTest {
 
                 long t2 = System.nanoTime();
                 Response protect = apiA.post("/api/v1/vms/" + VM + "/protection",
-                        Map.of("backup", "hostb:" + BACKUP_PORT, "intervalMs", 100));
+                        Map.of("backup", "hostb:" + BACKUP_PORT, "intervalMs", 100, "tls", "/pki"));
                 assertTrue(protect.ok(), "hosta: POST /api/v1/vms/" + VM + "/protection: " + protect + "\n" + a.logTail(60)
                         + "\n" + b.logTail(40));
                 AtomicReference<Response> status = new AtomicReference<>();
