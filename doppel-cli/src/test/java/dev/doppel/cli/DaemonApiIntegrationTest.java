@@ -67,7 +67,7 @@ class DaemonApiIntegrationTest {
         long qemuPid;
         try (DaemonProcess d = DaemonProcess.start("api", home, Path.of("target/cli-logs"), "--listen", "127.0.0.1:" + port,
                 "--tls", hostDir.toString(), "--token-file", token.toString())) {
-            String sock = d.socket().toString();
+            String sock = d.socket().toString();   // the same path after a restart
             assertEquals("rwxr-x---", PosixFilePermissions.toString(Files.getPosixFilePermissions(d.socket().getParent())));
             assertEquals("rw-rw----", PosixFilePermissions.toString(Files.getPosixFilePermissions(d.socket())));
             assertEquals(d.pid(), local(sock, "GET", "/api/v1/host", null).json().path("daemonPid").asLong());
@@ -142,6 +142,26 @@ class DaemonApiIntegrationTest {
             assertError(local(sock, "POST", "/api/v1/families/" + clone2 + "/wait?timeoutMs=300", null), 408, "still runs");
             assertEquals(-1, local(sock, "POST", "/api/v1/families/" + clone1 + "/wait?timeoutMs=5000", null).json().path("exitCode").asInt());
             assertEquals(200, local(sock, "DELETE", "/api/v1/families/" + family, null).status());
+
+            // A family whose daemon is killed: its VMs die with it; the next daemon finds its files, removes them, says so.
+            String lost = TestVms.uniqueName("lost");
+            assertEquals(201, local(sock, "POST", "/api/v1/families", "{\"name\":\"" + lost + "\",\"memMiB\":128}").status());
+            awaitConsole(sock, lost, "DOPPEL-READY");
+            assertEquals(201, local(sock, "POST", "/api/v1/families/" + lost + "/fork", "{\"clones\":1}").status());
+            assertTrue(dev.doppel.hostnet.NetNamespace.exists("dpf-" + lost), "the family's clone network");
+            d.kill9();
+            d.startAgain();
+            sock = d.socket().toString();
+            assertTrue(!dev.doppel.hostnet.NetNamespace.exists("dpf-" + lost), "the lost family's network must be removed");
+            String found = HostCommand.tryRun(List.of("curl", "-sN", "--max-time", "2", "-H", "Last-Event-ID: 0", "--unix-socket", sock,
+                    "http://doppel/api/v1/events?types=family-lost,daemon-started")).stdout();
+            sse.add(new ProcessBuilder("curl", "-sN", "--unix-socket", sock, "http://doppel/api/v1/events")
+                    .redirectOutput(ProcessBuilder.Redirect.appendTo(events.toFile())).redirectError(ProcessBuilder.Redirect.DISCARD).start());
+            assertTrue(found.contains("event: family-lost") && found.contains("\"vm\":\"" + lost + "\""), found);
+            assertEquals("", HostCommand.tryRun(List.of("pgrep", "-af", lost)).stdout().strip(), "the lost family's QEMUs");
+            JsonNode afterRestart = local(sock, "GET", "/api/v1/vms", null).json();
+            assertEquals(1, afterRestart.size(), "only the VM outlives the daemon: " + afterRestart);
+            assertEquals(qemuPid, afterRestart.get(0).path("pid").asLong());
 
             assertEquals(200, local(sock, "DELETE", "/api/v1/vms/" + vm, null).status());
             assertError(local(sock, "GET", "/api/v1/vms/" + vm, null), 404, "no VM");

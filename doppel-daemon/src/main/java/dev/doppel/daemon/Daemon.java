@@ -87,7 +87,9 @@ public final class Daemon implements AutoCloseable {
                     () -> vms.list(n -> null).stream().filter(v -> v.state().equals("running")).count(),
                     () -> forks[0] == null ? 0 : forks[0].clonesAlive());
             protections[0] = new Protections(events, meters);
-            forks[0] = new ForkFamilies(launcher, events, meters, config.stateDir().resolve("forks"));
+            forks[0] = new ForkFamilies(launcher, events, meters, config.stateDir().resolve("forks"),
+                    Path.of("/dev/shm/doppel-daemon-" + Integer.toHexString(config.stateDir().toAbsolutePath().hashCode()) + "-forks"),
+                    config.stateDir().resolve("fork-overlays"));
             BackupHost backup = new BackupHost(config.stateDir(), vms, events, meters);
             HostServices host = new HostServices(vms, protections[0], backup, forks[0], events, launcher.accelerator().toString(),
                     System.currentTimeMillis());
@@ -149,6 +151,8 @@ public final class Daemon implements AutoCloseable {
     }
 
     private void adopt() throws IOException {
+        // Families first: their dead members' run directories are theirs, not VMs to list.
+        List<String> families = host.forks().adoptLeftovers(dir -> !dev.doppel.vm.VmRecord.readFrom(new dev.doppel.vm.VmRunDir(dir)).alive());
         List<VmView> found = host.vms().adopt();
         boolean backup = host.backup().adopt();
         List<String> reprotecting = host.protections().adopt();
@@ -156,6 +160,7 @@ public final class Daemon implements AutoCloseable {
                 "pid", ProcessHandle.current().pid(),
                 "vmsFound", found.stream().map(v -> v.name() + " (" + v.state() + ")").toList(),
                 "backupResumed", backup,
+                "familiesLost", families,
                 "protectionsResumed", reprotecting));
         log.info("event=daemon-adopted vms={} backup_resumed={} protections_resumed={}", found.size(), backup, reprotecting);
     }

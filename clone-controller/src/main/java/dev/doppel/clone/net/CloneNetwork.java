@@ -26,6 +26,11 @@ public final class CloneNetwork implements AutoCloseable {
     private final String tapPrefix;
     /** True for a family's own namespace (closing deletes it); false for a segment on a shared host. */
     private final boolean ownsNamespace;
+    /** The network namespace of a family's clone network (to find one a dead controller left). */
+    public static String namespaceOf(String familyName) {
+        return "dpf-" + familyName;
+    }
+
     /** A segment's bridge and uplink veth (host side), removed when the segment closes. */
     private final String segmentBridge;
     private final String segmentUplink;
@@ -39,7 +44,7 @@ public final class CloneNetwork implements AutoCloseable {
     }
 
     public static CloneNetwork create(String familyName) {
-        NetNamespace ns = NetNamespace.create("dpf-" + familyName);
+        NetNamespace ns = NetNamespace.create(namespaceOf(familyName));
         try {
             ns.bridge(BRIDGE);
             // Bridge forwards immediately; no STP delay for freshly attached clone ports.

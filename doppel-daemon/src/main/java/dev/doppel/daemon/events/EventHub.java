@@ -47,13 +47,13 @@ public final class EventHub {
     }
 
     /**
-     * Subscribes; returns the kept events after {@code afterId} (0: none), taken atomically with the
+     * Subscribes; returns the kept events after {@code afterId} (negative: none), taken atomically with the
      * subscription so that nothing falls between the replay and the live stream.
      */
     public synchronized List<DaemonEvent> subscribe(Consumer<DaemonEvent> subscriber, long afterId) {
         subscribers.add(subscriber);
         List<DaemonEvent> replay = new ArrayList<>();
-        if (afterId > 0) {
+        if (afterId >= 0) {
             for (DaemonEvent e : recent) {
                 if (e.id() > afterId) {
                     replay.add(e);

@@ -47,11 +47,73 @@ public final class ForkFamilies implements AutoCloseable {
     public record ParentRequest(String name, long memMiB, String run, Path image) {
     }
 
-    public ForkFamilies(VmLauncher launcher, EventHub events, DoppelMeters meters, Path work) throws IOException {
-        this.controller = new CloneController(launcher, ForkOptions.defaults());
+    private final Path memoryDir;
+    private final Path diskDir;
+
+    /**
+     * @param work      the families' base disks
+     * @param memoryDir the families' generation files (tmpfs), one directory per family
+     * @param diskDir   the families' disk overlays, one directory per family
+     */
+    public ForkFamilies(VmLauncher launcher, EventHub events, DoppelMeters meters, Path work, Path memoryDir, Path diskDir)
+            throws IOException {
+        ForkOptions d = ForkOptions.defaults();
+        this.controller = new CloneController(launcher, new ForkOptions(d.maxClones(), memoryDir, diskDir, d.reshareAfterFork(),
+                d.keepOverlays(), d.cloneTcgCacheMiB(), d.stepTimeout()));
         this.events = events;
         this.meters = meters;
         this.work = Files.createDirectories(work);
+        this.memoryDir = memoryDir;
+        this.diskDir = diskDir;
+    }
+
+    /**
+     * Finds the families a previous daemon left when it died: their VMs died with it (a family's
+     * clones map its generation files and sit on its network, both owned by the fork controller in the
+     * daemon's process, so they are not re-adopted); their generation files, overlays, base disks,
+     * clone network and the run directories of their dead members are removed, and each is reported
+     * ({@code family-lost}). Returns the families found.
+     */
+    public List<String> adoptLeftovers(java.util.function.Predicate<Path> deadRunDir) {
+        java.util.Set<String> names = new java.util.TreeSet<>();
+        for (Path dir : List.of(memoryDir, diskDir)) {
+            if (Files.isDirectory(dir)) {
+                try (var l = Files.list(dir)) {
+                    l.filter(Files::isDirectory).forEach(p -> names.add(p.getFileName().toString()));
+                }  catch (IOException e) {
+                    events.publish("family-cleanup-failed", null, -1, e.getMessage(), Map.of("dir", dir.toString()));
+                }
+            }
+        }
+        for (String family : names) {
+            List<String> removed = new ArrayList<>();
+            String ns = dev.doppel.clone.net.CloneNetwork.namespaceOf(family);
+            if (dev.doppel.hostnet.NetNamespace.exists(ns)) {
+                HostCommand.tryRun(List.of("ip", "netns", "del", ns));
+                removed.add("network " + ns);
+            }
+            for (Path dir : List.of(memoryDir.resolve(family), diskDir.resolve(family))) {
+                if (Files.exists(dir)) {
+                    FileTrees.deleteRecursively(dir);
+                    removed.add(dir.toString());
+                }
+            }
+            try {
+                Files.deleteIfExists(work.resolve(family + ".qcow2"));
+            } catch (IOException e) {
+                removed.add("(base disk not removed: " + e.getMessage() + ")");
+            }
+            for (dev.doppel.vm.VmRunDir rd : dev.doppel.vm.VmRunDir.all()) {
+                String n = rd.path().getFileName().toString();
+                if ((n.startsWith(family + ".") || n.startsWith(family + "-f")) && deadRunDir.test(rd.path())) {
+                    rd.delete();
+                    removed.add("run directory " + n);
+                }
+            }
+            events.publish("family-lost", family, -1, "its VMs died with the previous daemon; its files were removed",
+                    Map.of("removed", removed));
+        }
+        return List.copyOf(names);
     }
 
     /** Boots a forkable parent (its RAM on a shared file, its NIC on the family's isolated network). */
@@ -177,10 +239,12 @@ public final class ForkFamilies implements AutoCloseable {
     @Override
     public void close() {
         controller.close();
-        try {
-            FileTrees.deleteRecursively(work);
-        } catch (RuntimeException e) {
-            // best effort: the directory is the daemon's own
+        for (Path dir : List.of(work, memoryDir, diskDir)) {
+            try {
+                FileTrees.deleteRecursively(dir);
+            } catch (RuntimeException e) {
+                events.publish("family-cleanup-failed", null, -1, e.getMessage(), Map.of("dir", dir.toString()));
+            }
         }
     }
 }

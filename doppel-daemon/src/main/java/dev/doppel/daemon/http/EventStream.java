@@ -36,6 +36,7 @@ final class EventStream implements Handler<RoutingContext> {
         HttpServerResponse res = ctx.response();
         String typesParam = ctx.request().getParam("types");
         Set<String> types = typesParam == null || typesParam.isBlank() ? null : Set.of(typesParam.split(","));
+        // Last-Event-ID: N replays the kept events after N (0: all kept, e.g. what a restarted daemon found)
         long after = parseLong(ctx.request().getHeader("Last-Event-ID"));
         res.setChunked(true).putHeader("content-type", "text/event-stream").putHeader("cache-control", "no-cache")
                 .putHeader("x-accel-buffering", "no");
@@ -82,9 +83,9 @@ final class EventStream implements Handler<RoutingContext> {
 
     private static long parseLong(String s) {
         try {
-            return s == null ? 0 : Long.parseLong(s.strip());
+            return s == null ? -1 : Long.parseLong(s.strip());
         } catch (NumberFormatException e) {
-            return 0;
+            return -1;
         }
     }
 }
