@@ -1,35 +1,17 @@
 package dev.doppel.cli;
 
 import com.fasterxml.jackson.databind.ObjectMapper;
-import dev.doppel.qmp.QmpClient;
-import dev.doppel.hostnet.HostSockets;
-import dev.doppel.remus.control.ControlClient;
-import dev.doppel.remus.control.ProtectReply;
-import dev.doppel.remus.control.ProtectRequest;
-import dev.doppel.remus.fencing.Coordinator;
-import dev.doppel.remus.guard.GuardClient;
-import dev.doppel.remus.guard.GuardProcess;
-import dev.doppel.remus.guard.GuardReply;
-import dev.doppel.remus.primary.DiskReplication;
-import dev.doppel.remus.primary.PrimaryProtector;
-import dev.doppel.remus.primary.ProtectionOptions;
-import dev.doppel.remus.primary.ProtectionScope;
+import dev.doppel.remus.primary.ProtectionEvents;
 import dev.doppel.remus.primary.ProtectionStatus;
-import dev.doppel.remus.primary.ProtectionTarget;
-import dev.doppel.vm.GuestDescriptor;
+import dev.doppel.remus.service.PrimarySession;
+import dev.doppel.remus.service.ProtectionIntent;
 import dev.doppel.vm.VmRecord;
 import dev.doppel.vm.VmRunDir;
-import java.net.DatagramSocket;
-import java.net.InetAddress;
 import java.net.InetSocketAddress;
 import java.nio.file.Files;
 import java.nio.file.StandardCopyOption;
 import java.time.Duration;
-import java.util.LinkedHashMap;
-import java.util.List;
-import java.util.Map;
 import java.util.concurrent.Callable;
-import java.util.function.Supplier;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
 import picocli.CommandLine.Parameters;
@@ -79,60 +61,11 @@ public final class ProtectCommand implements Callable<Integer> {
         if (!Files.exists(dir.guestFile())) {
             throw new IllegalStateException("VM '" + name + "' has no guest description (" + dir.guestFile() + "): start it with 'doppel vm start'");
         }
-        GuestDescriptor guest = GuestDescriptor.read(dir.guestFile());
-        InetSocketAddress control = parse(backup);
-        ProtectionOptions options = ProtectionOptions.withInterval(Duration.ofMillis(millis(interval)));
-        if (timeoutMs != null) {
-            options = new ProtectionOptions(options.interval(), Duration.ofMillis(timeoutMs), options.initialSyncTimeout(), options.reprotectDelay());
-        }
-        dev.doppel.tls.PeerTls tls = tlsOption.load();
         GracefulStop stop = new GracefulStop("protect", Duration.ofSeconds(20));
-        long pid = VmRecord.readFrom(dir).pid();
-        String me = holder != null ? holder : "primary@" + InetAddress.getLocalHost().getHostName();
         // The lease (and, without --coordinator, the single ZooKeeper server) lives in the VM's guard
         // process, not here: this command may crash or be restarted without a failover.
-        GuardClient fencing = GuardProcess.attachOrStart(new GuardProcess.Spec(name, pid, me, dir.path(),
-                dir.path().resolve("guard.log"), null, coordinator,
-                coordinator != null ? null : new InetSocketAddress(localAddressTowards(control), 0), tls, Coordinator.DEFAULT_SESSION,
-                Duration.ofSeconds(10), false));
-        GuardReply guardState = fencing.status();
-        String connect = guardState.coordinator();
-        if (coordinator == null) {
-            System.out.println("coordination: the VM's guard runs a single embedded ZooKeeper server at " + connect
-                    + " (one machine only; use --coordinator with an ensemble for hosts that can fail)");
-        }
-        try (fencing;
-             QmpClient qmp = QmpClient.connectUnix(dir.qmpSocket(), name, Duration.ofSeconds(5))) {
-            if (fencing.reattached()) {
-                System.out.println("re-attached to the running guard of " + name + " (pid " + guardState.guardPid()
-                        + "): the VM kept its lease while no controller ran");
-            }
-            System.out.println("VM " + name + " owned by " + me + " (fencing token " + fencing.token() + ") in " + connect);
-            // Remus: every NIC's output is held per epoch and every disk is replicated, unless the
-            // operator asks for memory only.
-            List<String> netdevs = memoryOnly ? List.of() : guest.nics().stream().map(GuestDescriptor.Nic::id).toList();
-            List<String> disks = memoryOnly ? List.of() : guest.disks();
-            Map<String, Long> sizes = DiskReplication.diskSizes(qmp, disks);
-            // Each protection attempt (also after a lost backup) asks the backup for fresh ports.
-            Supplier<ProtectionTarget> target = () -> {
-                try {
-                    ProtectReply r = ControlClient.requestProtection(control,
-                            ProtectRequest.of(name, guest, sizes).withCoordinator(connect), Duration.ofSeconds(10), tls);
-                    Map<String, InetSocketAddress> exports = new LinkedHashMap<>();
-                    if (r.diskPorts() != null) {
-                        r.diskPorts().forEach((node, p) -> exports.put(node, new InetSocketAddress(control.getAddress(), p)));
-                    }
-                    System.out.println("backup " + backup + " accepted VM " + name + "; replication port " + r.port()
-                            + (exports.isEmpty() ? "" : ", disk exports " + r.diskPorts()));
-                    return new ProtectionTarget(new InetSocketAddress(control.getAddress(), r.port()), r.store(), exports);
-                } catch (java.io.IOException e) {
-                    throw new java.io.UncheckedIOException(e);
-                }
-            };
-            try (PrimaryProtector protector = new PrimaryProtector(name, qmp, target, control, options,
-                    new ProtectionScope(netdevs, disks, HostSockets.LOCAL, dir.path(), tls), fencing, System.out::println)) {
-                run(dir, qmp, protector, stop);
-            }
+        try (PrimarySession session = PrimarySession.protect(name, intent(), ProtectionEvents.NONE, System.out::println)) {
+            run(dir, session, stop);
         } finally {
             Files.deleteIfExists(dir.protectionFile());
             stop.close();
@@ -145,20 +78,19 @@ public final class ProtectCommand implements Callable<Integer> {
         return 0;
     }
 
+    /** What this command's options ask for: the same request the daemon takes. */
+    private ProtectionIntent intent() throws java.io.IOException {
+        dev.doppel.tls.PeerTls tls = tlsOption.load();
+        return new ProtectionIntent(backup, millis(interval), timeoutMs == null ? 0 : timeoutMs, memoryOnly, coordinator, holder,
+                tls.secure() ? tls.directory().toAbsolutePath().toString() : null);
+    }
+
     /**
      * The daemon protects the VM (its guard, QMP connection and checkpoint loop live there); this
      * command prints the status every second and, unless detached, ends the protection when it ends.
      */
     private Integer protectThroughDaemon(DaemonMode daemon) throws Exception {
-        Map<String, Object> intent = new LinkedHashMap<>();
-        intent.put("backup", backup);
-        intent.put("intervalMs", millis(interval));
-        intent.put("timeoutMs", timeoutMs == null ? 0 : timeoutMs);
-        intent.put("memoryOnly", memoryOnly);
-        intent.put("coordinator", coordinator);
-        intent.put("holder", holder);
-        dev.doppel.tls.PeerTls tls = tlsOption.load();
-        intent.put("tls", tls.secure() ? tls.directory().toAbsolutePath().toString() : null);
+        ProtectionIntent intent = intent();
         System.out.println("asking doppeld (" + daemon.socket() + ") to protect " + name + " with the backup " + backup);
         var st = daemon.call("POST", "/api/v1/vms/" + name + "/protection", intent);
         System.out.println("VM " + name + " " + st.path("state").asText() + " (backup " + st.path("backup").asText() + ")");
@@ -182,12 +114,11 @@ public final class ProtectCommand implements Callable<Integer> {
         return 0;
     }
 
-    /** Protects, then prints and stores the status every second until stopped. */
-    private void run(VmRunDir dir, QmpClient qmp, PrimaryProtector protector, GracefulStop stop) throws Exception {
-        protector.protect();
+    /** Prints and stores the status every second until stopped (or the QEMU is gone). */
+    private void run(VmRunDir dir, PrimarySession session, GracefulStop stop) throws Exception {
         long end = seconds > 0 ? System.nanoTime() + seconds * 1_000_000_000L : Long.MAX_VALUE;
-        while (!stop.requested() && System.nanoTime() < end && qmp.isConnected()) {
-            ProtectionStatus s = protector.status();
+        while (!stop.requested() && System.nanoTime() < end && session.qemuConnected()) {
+            ProtectionStatus s = session.status();
             writeStatus(dir, s);
             System.out.printf("%s %-11s checkpoints=%d pause_last=%.1fms p50=%.1fms p99=%.1fms backup_lag=%dms lost_backups=%d%n",
                     name, s.state(), s.checkpoints(), s.lastPauseMs(), s.pauseP50Ms(), s.pauseP99Ms(), s.lagMs(), s.lostBackups());
@@ -199,14 +130,6 @@ public final class ProtectCommand implements Callable<Integer> {
         var tmp = dir.path().resolve("protection.json.tmp");
         MAPPER.writeValue(tmp.toFile(), s);
         Files.move(tmp, dir.protectionFile(), StandardCopyOption.REPLACE_EXISTING, StandardCopyOption.ATOMIC_MOVE);
-    }
-
-    /** This host's address on the route to {@code peer} (where the embedded ZooKeeper listens). */
-    private static InetAddress localAddressTowards(InetSocketAddress peer) throws java.io.IOException {
-        try (DatagramSocket probe = new DatagramSocket()) {
-            probe.connect(peer);
-            return probe.getLocalAddress();
-        }
     }
 
     /** "50ms", "0.05s", "50" (ms). */
@@ -226,10 +149,6 @@ public final class ProtectCommand implements Callable<Integer> {
     }
 
     static InetSocketAddress parse(String hostPort) {
-        int colon = hostPort.lastIndexOf(':');
-        if (colon <= 0) {
-            throw new IllegalArgumentException("expected HOST:PORT, got '" + hostPort + "'");
-        }
-        return new InetSocketAddress(hostPort.substring(0, colon), Integer.parseInt(hostPort.substring(colon + 1)));
+        return PrimarySession.parse(hostPort);
     }
 }

@@ -3,7 +3,7 @@ package dev.doppel.daemon;
 import dev.doppel.daemon.backup.BackupHost;
 import dev.doppel.daemon.events.EventHub;
 import dev.doppel.daemon.fork.ForkFamilies;
-import dev.doppel.daemon.protection.ProtectionIntent;
+import dev.doppel.remus.service.ProtectionIntent;
 import dev.doppel.daemon.protection.Protections;
 import dev.doppel.daemon.vms.HostVms;
 import dev.doppel.daemon.vms.VmView;

@@ -7,7 +7,7 @@ import dev.doppel.daemon.ApiException;
 import dev.doppel.daemon.HostServices;
 import dev.doppel.daemon.backup.BackupSettings;
 import dev.doppel.daemon.fork.ForkFamilies;
-import dev.doppel.daemon.protection.ProtectionIntent;
+import dev.doppel.remus.service.ProtectionIntent;
 import dev.doppel.vm.VmDefinition;
 import io.micrometer.prometheusmetrics.PrometheusMeterRegistry;
 import io.vertx.core.Vertx;

@@ -3,6 +3,8 @@ package dev.doppel.daemon.protection;
 import dev.doppel.daemon.ApiException;
 import dev.doppel.daemon.events.EventHub;
 import dev.doppel.remus.primary.ProtectionEvents;
+import dev.doppel.remus.service.PrimarySession;
+import dev.doppel.remus.service.ProtectionIntent;
 import dev.doppel.remus.primary.ProtectionStatus;
 import dev.doppel.vm.VmRecord;
 import dev.doppel.vm.VmRunDir;

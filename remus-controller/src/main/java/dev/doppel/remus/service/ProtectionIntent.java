@@ -1,4 +1,4 @@
-package dev.doppel.daemon.protection;
+package dev.doppel.remus.service;
 
 import com.fasterxml.jackson.databind.ObjectMapper;
 import java.io.IOException;
@@ -7,8 +7,9 @@ import java.nio.file.Path;
 import java.nio.file.StandardCopyOption;
 
 /**
- * What an operator asked for when protecting a VM, kept in the VM's run directory
- * ({@value #FILE}) so that a restarted daemon protects it again with the same settings.
+ * What an operator asked for when protecting a VM ({@code doppel protect} options, or the daemon's
+ * {@code POST …/protection} body). The daemon keeps it in the VM's run directory ({@value #FILE}) so
+ * that a restarted daemon protects the VM again with the same settings.
  *
  * @param backup      the backup host's control address HOST:PORT
  * @param intervalMs  checkpoint interval

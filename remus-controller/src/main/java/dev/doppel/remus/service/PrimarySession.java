@@ -1,4 +1,4 @@
-package dev.doppel.daemon.protection;
+package dev.doppel.remus.service;
 
 import dev.doppel.hostnet.HostSockets;
 import dev.doppel.qmp.QmpClient;
@@ -32,11 +32,12 @@ import java.util.Map;
 import java.util.function.Supplier;
 
 /**
- * One VM protected from this host: its guard (the lease, in a process of its own), the daemon's QMP
- * connection to its QEMU and the {@link PrimaryProtector} running the checkpoint loop. The same steps
- * as {@code doppel protect}, owned by the daemon instead of a terminal.
+ * One VM protected from this host, the primary side's one path for {@code doppel protect} and the
+ * daemon alike: its guard (the lease, in a process of its own, started or re-attached to), a QMP
+ * connection to its QEMU, and the {@link PrimaryProtector} running the checkpoint loop. Every
+ * protection attempt (also after a lost backup) asks the backup's control port for fresh ports.
  */
-final class PrimarySession implements AutoCloseable {
+public final class PrimarySession implements AutoCloseable {
     private final String vm;
     private final GuardClient guard;
     private final QmpClient qmp;
@@ -53,8 +54,8 @@ final class PrimarySession implements AutoCloseable {
      * Attaches to (or starts) the VM's guard, connects to its QEMU and protects it; returns once the
      * initial synchronisation is done. On failure everything opened here is closed again.
      */
-    static PrimarySession protect(String vm, ProtectionIntent intent, ProtectionEvents events, java.util.function.Consumer<String> progress)
-            throws IOException {
+    public static PrimarySession protect(String vm, ProtectionIntent intent, ProtectionEvents events,
+                                         java.util.function.Consumer<String> progress) throws IOException {
         VmRunDir dir = VmRunDir.of(vm);
         VmRecord rec = VmRecord.readFrom(dir);
         if (!rec.alive()) {
@@ -76,10 +77,17 @@ final class PrimarySession implements AutoCloseable {
         QmpClient qmp = null;
         PrimaryProtector protector = null;
         try {
-            String connect = guard.status().coordinator();
-            if (guard.reattached()) {
-                progress.accept("re-attached to the running guard of " + vm + ": the VM kept its lease while no controller ran");
+            var guardState = guard.status();
+            String connect = guardState.coordinator();
+            if (intent.coordinator() == null) {
+                progress.accept("coordination: the VM's guard runs a single embedded ZooKeeper server at " + connect
+                        + " (one machine only; use --coordinator with an ensemble for hosts that can fail)");
             }
+            if (guard.reattached()) {
+                progress.accept("re-attached to the running guard of " + vm + " (pid " + guardState.guardPid()
+                        + "): the VM kept its lease while no controller ran");
+            }
+            progress.accept("VM " + vm + " owned by " + me + " (fencing token " + guard.token() + ") in " + connect);
             qmp = QmpClient.connectUnix(dir.qmpSocket(), vm, Duration.ofSeconds(5));
             List<String> netdevs = intent.memoryOnly() ? List.of() : guest.nics().stream().map(GuestDescriptor.Nic::id).toList();
             List<String> disks = intent.memoryOnly() ? List.of() : guest.disks();
@@ -93,6 +101,8 @@ final class PrimarySession implements AutoCloseable {
                     if (r.diskPorts() != null) {
                         r.diskPorts().forEach((node, p) -> exports.put(node, new InetSocketAddress(control.getAddress(), p)));
                     }
+                    progress.accept("backup " + intent.backup() + " accepted VM " + vm + "; replication port " + r.port()
+                            + (exports.isEmpty() ? "" : ", disk exports " + r.diskPorts()));
                     return new ProtectionTarget(new InetSocketAddress(control.getAddress(), r.port()), r.store(), exports);
                 } catch (IOException e) {
                     throw new UncheckedIOException(e);
@@ -115,15 +125,16 @@ final class PrimarySession implements AutoCloseable {
         }
     }
 
-    String vm() {
+    public String vm() {
         return vm;
     }
 
-    ProtectionStatus status() {
+    public ProtectionStatus status() {
         return protector.status();
     }
 
-    boolean qemuConnected() {
+    /** False once the QEMU's monitor connection ended (the primary QEMU died). */
+    public boolean qemuConnected() {
         return qmp.isConnected();
     }
 
@@ -146,7 +157,8 @@ final class PrimarySession implements AutoCloseable {
         }
     }
 
-    static InetSocketAddress parse(String hostPort) {
+    /** HOST:PORT as an address, or a clear error. */
+    public static InetSocketAddress parse(String hostPort) {
         int colon = hostPort.lastIndexOf(':');
         try {
             return new InetSocketAddress(hostPort.substring(0, colon), Integer.parseInt(hostPort.substring(colon + 1)));
