@@ -9,12 +9,11 @@ import java.nio.file.Path;
 
 /**
  * The CLI as a client of this host's daemon: when a daemon answers on its socket
- * ({@code DOPPEL_DAEMON_SOCKET}, default {@value #DEFAULT}), {@code vm}, {@code protect},
+ * ({@code DOPPEL_DAEMON_SOCKET}, default {@link DaemonConfig#DEFAULT_SOCKET}), {@code vm}, {@code protect},
  * {@code unprotect}, {@code status} and {@code backup serve} ask it to act (it owns the VMs); without
  * one they act themselves, as before. {@code DOPPEL_NO_DAEMON=1} forces the direct way.
  */
 final class DaemonMode implements AutoCloseable {
-    static final String DEFAULT = "/run/doppel/daemon/doppeld.sock";
     private static final ObjectMapper MAPPER = new ObjectMapper();
 
     private final DaemonClient client;

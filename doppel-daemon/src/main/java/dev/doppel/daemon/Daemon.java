@@ -165,10 +165,6 @@ public final class Daemon implements AutoCloseable {
         log.info("event=daemon-adopted vms={} backup_resumed={} protections_resumed={}", found.size(), backup, reprotecting);
     }
 
-    public HostServices host() {
-        return host;
-    }
-
     /** Blocks until the daemon stopped (API request, signal, {@link #close}). */
     public void awaitStop() throws InterruptedException {
         stopped.await();

@@ -15,7 +15,6 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
-import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 
@@ -126,15 +125,6 @@ public final class BackupHost implements AutoCloseable {
             out.add(new BackedUpVm(p.vm(), p.guard().state().name(), p.endpoint().store().committedEpoch(), p.epochs().summary()));
         }
         return new View(settings, service.controlPort(), out);
-    }
-
-    /** The backups' states by VM, for the dashboard and metrics. */
-    public synchronized Map<String, String> states() {
-        Map<String, String> out = new LinkedHashMap<>();
-        if (service != null) {
-            service.protectedVms().values().forEach(p -> out.put(p.vm(), p.guard().state().name()));
-        }
-        return out;
     }
 
     /** Stops serving as a backup and forgets it (restored VMs keep running). */

@@ -66,15 +66,4 @@ public final class EventHub {
     public void unsubscribe(Consumer<DaemonEvent> subscriber) {
         subscribers.remove(subscriber);
     }
-
-    /** The kept events of one type (newest last), for status views. */
-    public synchronized List<DaemonEvent> recent(String type, int max) {
-        List<DaemonEvent> out = new ArrayList<>();
-        for (DaemonEvent e : recent) {
-            if (type == null || e.type().equals(type)) {
-                out.add(e);
-            }
-        }
-        return out.subList(Math.max(0, out.size() - max), out.size());
-    }
 }

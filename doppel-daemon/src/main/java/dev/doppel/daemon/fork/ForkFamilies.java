@@ -35,8 +35,15 @@ public final class ForkFamilies implements AutoCloseable {
     private final EventHub events;
     private final DoppelMeters meters;
     private final Path work;
-    /** Members that ended, with their exit codes (a wait after the exit still gets the code). */
-    private final Map<String, Integer> ended = new java.util.concurrent.ConcurrentHashMap<>();
+    /** Members that ended, with their exit codes (a wait after the exit still gets the code); the last 4,096. */
+    private final Map<String, Integer> ended = java.util.Collections.synchronizedMap(new java.util.LinkedHashMap<>() {
+        private static final long serialVersionUID = 1L;
+
+        @Override
+        protected boolean removeEldestEntry(Map.Entry<String, Integer> eldest) {
+            return size() > 4096;
+        }
+    });
 
     /** One family member as the API lists it. */
     public record Member(String name, long pid, String ip, String mac, int cloneId, boolean running, Integer exitCode,

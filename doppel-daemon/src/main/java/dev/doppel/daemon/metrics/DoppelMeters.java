@@ -35,9 +35,15 @@ public final class DoppelMeters implements ProtectionEvents, BackupEvents {
         Gauge.builder("doppel.fork.clones.alive", clonesAlive).description("clones of the daemon's fork families that run").register(registry);
     }
 
-    public MeterRegistry registry() {
-        return registry;
+    /** A VM's per-epoch meters, built once: they are recorded on the checkpoint loop's threads every epoch. */
+    private record PrimaryEpochMeters(Timer pause, Counter checkpoints) {
     }
+
+    private record BackupEpochMeters(DistributionSummary dirtyPages, DistributionSummary transfer, Timer commit) {
+    }
+
+    private final java.util.Map<String, PrimaryEpochMeters> primaryMeters = new java.util.concurrent.ConcurrentHashMap<>();
+    private final java.util.Map<String, BackupEpochMeters> backupMeters = new java.util.concurrent.ConcurrentHashMap<>();
 
     // ---------------------------------------------------------------------------------- primary side
 
@@ -67,10 +73,13 @@ public final class DoppelMeters implements ProtectionEvents, BackupEvents {
 
     @Override
     public void checkpointCommitted(String vm, long epoch, long pauseNanos) {
-        Timer.builder("doppel.checkpoint.pause").tag("vm", vm).description("guest pause per checkpoint (stop to resume)")
-                .publishPercentileHistogram().minimumExpectedValue(Duration.ofNanos(500_000)).maximumExpectedValue(Duration.ofSeconds(10))
-                .register(registry).record(pauseNanos, TimeUnit.NANOSECONDS);
-        Counter.builder("doppel.checkpoints").tag("vm", vm).description("checkpoints committed by the backup").register(registry).increment();
+        PrimaryEpochMeters m = primaryMeters.computeIfAbsent(vm, v -> new PrimaryEpochMeters(
+                Timer.builder("doppel.checkpoint.pause").tag("vm", v).description("guest pause per checkpoint (stop to resume)")
+                        .publishPercentileHistogram().minimumExpectedValue(Duration.ofNanos(500_000))
+                        .maximumExpectedValue(Duration.ofSeconds(10)).register(registry),
+                Counter.builder("doppel.checkpoints").tag("vm", v).description("checkpoints committed by the backup").register(registry)));
+        m.pause().record(pauseNanos, TimeUnit.NANOSECONDS);
+        m.checkpoints().increment();
     }
 
     @Override
@@ -88,14 +97,19 @@ public final class DoppelMeters implements ProtectionEvents, BackupEvents {
     // ----------------------------------------------------------------------------------- backup side
 
     @Override
-    public void epochCommitted(String vm, EpochMetrics m) {
-        DistributionSummary.builder("doppel.epoch.dirty.pages").tag("vm", vm).description("pages with data per committed epoch")
-                .publishPercentileHistogram().minimumExpectedValue(1.0).maximumExpectedValue(1e7).register(registry).record(m.dataPages());
-        DistributionSummary.builder("doppel.epoch.transfer").tag("vm", vm).baseUnit("bytes").description("bytes received per committed epoch")
-                .publishPercentileHistogram().minimumExpectedValue(1024.0).maximumExpectedValue(1e10).register(registry).record(m.wireBytes());
-        Timer.builder("doppel.backup.commit").tag("vm", vm).description("backup commit of an epoch, up to the commit point")
-                .publishPercentileHistogram().minimumExpectedValue(Duration.ofNanos(100_000)).maximumExpectedValue(Duration.ofSeconds(10))
-                .register(registry).record(m.commitNanos(), TimeUnit.NANOSECONDS);
+    public void epochCommitted(String vm, EpochMetrics e) {
+        BackupEpochMeters m = backupMeters.computeIfAbsent(vm, v -> new BackupEpochMeters(
+                DistributionSummary.builder("doppel.epoch.dirty.pages").tag("vm", v).description("pages with data per committed epoch")
+                        .publishPercentileHistogram().minimumExpectedValue(1.0).maximumExpectedValue(1e7).register(registry),
+                DistributionSummary.builder("doppel.epoch.transfer").tag("vm", v).baseUnit("bytes")
+                        .description("bytes received per committed epoch")
+                        .publishPercentileHistogram().minimumExpectedValue(1024.0).maximumExpectedValue(1e10).register(registry),
+                Timer.builder("doppel.backup.commit").tag("vm", v).description("backup commit of an epoch, up to the commit point")
+                        .publishPercentileHistogram().minimumExpectedValue(Duration.ofNanos(100_000))
+                        .maximumExpectedValue(Duration.ofSeconds(10)).register(registry)));
+        m.dirtyPages().record(e.dataPages());
+        m.transfer().record(e.wireBytes());
+        m.commit().record(e.commitNanos(), TimeUnit.NANOSECONDS);
     }
 
     @Override

@@ -116,13 +116,6 @@ public final class Protections implements AutoCloseable {
         return s == null ? null : s.status();
     }
 
-    /** Every protection's status. */
-    public List<ProtectionStatus> all() {
-        List<ProtectionStatus> out = new ArrayList<>();
-        sessions.values().forEach(s -> out.add(s.status()));
-        return out;
-    }
-
     /** Stops protecting the VM (it runs on) and forgets the intent. */
     public void unprotect(String vm) throws IOException {
         PrimarySession s = sessions.remove(vm);

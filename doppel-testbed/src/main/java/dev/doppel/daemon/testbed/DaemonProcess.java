@@ -91,10 +91,6 @@ public final class DaemonProcess implements AutoCloseable {
         return client.call(method, path, json, 900);
     }
 
-    public String output() {
-        return child.tail();
-    }
-
     /** Stops the daemon (API), waits for it, and removes its directories. */
     @Override
     public void close() throws InterruptedException {
