@@ -39,10 +39,14 @@ public final class DoppelMeters implements ProtectionEvents, BackupEvents {
     private record PrimaryEpochMeters(Timer pause, Counter checkpoints) {
     }
 
+    private record HeldOutputMeters(DistributionSummary frames, DistributionSummary bytes) {
+    }
+
     private record BackupEpochMeters(DistributionSummary dirtyPages, DistributionSummary transfer, Timer commit) {
     }
 
     private final java.util.Map<String, PrimaryEpochMeters> primaryMeters = new java.util.concurrent.ConcurrentHashMap<>();
+    private final java.util.Map<String, HeldOutputMeters> heldOutputMeters = new java.util.concurrent.ConcurrentHashMap<>();
     private final java.util.Map<String, BackupEpochMeters> backupMeters = new java.util.concurrent.ConcurrentHashMap<>();
 
     // ---------------------------------------------------------------------------------- primary side
@@ -80,6 +84,19 @@ public final class DoppelMeters implements ProtectionEvents, BackupEvents {
                 Counter.builder("doppel.checkpoints").tag("vm", v).description("checkpoints committed by the backup").register(registry)));
         m.pause().record(pauseNanos, TimeUnit.NANOSECONDS);
         m.checkpoints().increment();
+    }
+
+    @Override
+    public void outputReleased(String vm, long epoch, long frames, long bytes) {
+        HeldOutputMeters m = heldOutputMeters.computeIfAbsent(vm, v -> new HeldOutputMeters(
+                DistributionSummary.builder("doppel.output.held.frames").tag("vm", v)
+                        .description("frames of the guest's output held per epoch until the backup committed it (tap counters)")
+                        .publishPercentileHistogram().minimumExpectedValue(1.0).maximumExpectedValue(10_000.0).register(registry),
+                DistributionSummary.builder("doppel.output.held").tag("vm", v).baseUnit("bytes")
+                        .description("bytes of the guest's output held per epoch until the backup committed it (tap counters)")
+                        .publishPercentileHistogram().minimumExpectedValue(64.0).maximumExpectedValue(1e9).register(registry)));
+        m.frames().record(frames);
+        m.bytes().record(bytes);
     }
 
     @Override

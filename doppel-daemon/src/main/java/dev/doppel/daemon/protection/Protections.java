@@ -58,6 +58,11 @@ public final class Protections implements AutoCloseable {
             }
 
             @Override
+            public void outputReleased(String vm, long epoch, long frames, long bytes) {
+                metrics.outputReleased(vm, epoch, frames, bytes);   // metrics only: one event per checkpoint is enough
+            }
+
+            @Override
             public void backupLost(String vm, long epoch, String cause, boolean fenced) {
                 metrics.backupLost(vm, epoch, cause, fenced);
                 events.publish("backup-lost", vm, epoch, cause, Map.of("fenced", fenced));

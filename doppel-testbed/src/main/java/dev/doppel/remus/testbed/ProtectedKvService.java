@@ -68,6 +68,8 @@ public final class ProtectedKvService implements AutoCloseable {
     private BackupServer.Endpoint endpoint;
     private BackupGuard guard;
     private PrimaryProtector protector;
+    /** Frames the primary reported released at commits (its tap counters), summed over protections. */
+    private final java.util.concurrent.atomic.LongAdder releasedFrames = new java.util.concurrent.atomic.LongAdder();
     private EmbeddedCoordinator zookeeper;
     private VmLauncher backupLauncher;
     private Duration detection;
@@ -248,6 +250,12 @@ public final class ProtectedKvService implements AutoCloseable {
                 new ProtectionScope(List.of(NETDEV), List.of(DISK), bed.primary().sockets(), primary.runDir().path(),
                         tls(bed.primary())),
                 primaryFencing, line -> log.info("vm={} progress: {}", name, line));
+        protector.reportTo(new dev.doppel.remus.primary.ProtectionEvents() {
+            @Override
+            public void outputReleased(String vm, long epoch, long frames, long bytes) {
+                releasedFrames.add(frames);
+            }
+        });
         protector.protect();
         // The primary is in COLO mode while it still waits for the backup's CHECKPOINT_READY: wait for
         // the backup's first commit, which this method promises (tests read the committed store next).
@@ -308,6 +316,11 @@ public final class ProtectedKvService implements AutoCloseable {
     /** A client on the client host. */
     public KvClient client(String prefix, int window) {
         return new KvClient(bed.client().sockets(), new InetSocketAddress(bed.guestIp(), KV_PORT), prefix, window);
+    }
+
+    /** Frames of held output the primary reported released at commits, as its tap counted them. */
+    public long releasedFrames() {
+        return releasedFrames.sum();
     }
 
     /** Backup commit times (nanoTime, just before the primary may release the epoch's output), in order. */

@@ -51,6 +51,11 @@ class OutputCommitProbeIntegrationTest {
             Process tcpdump = new ProcessBuilder(HostCommand.inNamespace(bed.client().ns().name(), List.of("tcpdump", "-i", "br0",
                     "-n", "-l", "-tt", "--time-stamp-precision=nano", "arp or icmp")))
                     .redirectOutput(capture.toFile()).redirectError(tmp.resolve("tcpdump.err").toFile()).start();
+            // Every frame the guest sends, to compare with what the primary says it released.
+            Path guestFrames = tmp.resolve("guest-frames.txt");
+            Process tcpdumpGuest = new ProcessBuilder(HostCommand.inNamespace(bed.client().ns().name(), List.of("tcpdump", "-i", "br0",
+                    "-n", "-l", "-tt", "--time-stamp-precision=nano", "ether src " + RemusTestbed.GUEST_MAC)))
+                    .redirectOutput(guestFrames.toFile()).redirectError(tmp.resolve("tcpdump-guest.err").toFile()).start();
             try {
                 Thread.sleep(1000);   // tcpdump attaches
                 probe(bed, 5);
@@ -80,9 +85,22 @@ class OutputCommitProbeIntegrationTest {
                 }
                 log.info("protected: replies after {} µs (median), none before a commit: {}", medianMicros(after), ahead.isEmpty());
                 assertEquals(List.of(), ahead, "replies that left before the backup committed an epoch after the request");
+                // The held-output meter (the primary's tap counters, sampled at each commit) against
+                // the probe: every guest frame seen after the first commit was released by a commit.
+                Thread.sleep(500);
+                long firstCommit = commits[0];
+                long seen = Files.readAllLines(guestFrames).stream().map(LINE::matcher).filter(Matcher::matches)
+                        .mapToLong(m -> Long.parseLong(m.group(1)) * 1_000_000_000L + Long.parseLong(m.group(2)))
+                        .filter(t -> t > firstCommit).count();
+                log.info("held output: {} frames reported released, {} guest frames seen by the probe after the first commit",
+                        kv.releasedFrames(), seen);
+                assertTrue(seen >= 30, "the probe should see the guest's replies: " + seen);
+                assertEquals(seen, kv.releasedFrames(), "frames released at commits (tap counters) vs guest frames the probe saw");
             } finally {
                 tcpdump.destroy();
                 tcpdump.waitFor();
+                tcpdumpGuest.destroy();
+                tcpdumpGuest.waitFor();
             }
         }
     }

@@ -79,6 +79,8 @@ public final class PrimaryProtector implements AutoCloseable {
     private HeartbeatSender heartbeat;
     private DiskReplication diskReplication;
     private OutputHold outputHold;
+    /** What each commit released of the held output (null: not measurable, see the class). */
+    private volatile ReleasedOutputCounter releasedOutput;
     private CheckpointRelay relay;
 
     /**
@@ -244,6 +246,9 @@ public final class PrimaryProtector implements AutoCloseable {
             if (scope.holdsOutput() || scope.tls().secure()) {
                 OutputHold hold = scope.holdsOutput() ? OutputHold.start(vm, qmp, scope.netdevs()) : null;
                 outputHold = hold;
+                if (hold != null) {
+                    releasedOutput = ReleasedOutputCounter.of(vm, qmp, qemuPid(scope.runDir()), scope.netdevs());
+                }
                 relay = CheckpointRelay.start(vm, scope.runDir().resolve("colo-relay.sock"), backup, scope.host(), scope.tls(),
                         hold == null ? () -> { } : hold::release);
                 uri = relay.migrationUri();
@@ -275,6 +280,7 @@ public final class PrimaryProtector implements AutoCloseable {
             relay.close();
             relay = null;
         }
+        releasedOutput = null;
         if (outputHold != null) {
             outputHold.close();
             outputHold = null;
@@ -332,7 +338,18 @@ public final class PrimaryProtector implements AutoCloseable {
                 if (stoppedAt != 0 && state == ProtectionState.PROTECTED) {
                     long pause = System.nanoTime() - stoppedAt;
                     stats.recordPause(pause);
-                    events.checkpointCommitted(vm, stats.checkpoints(), pause);
+                    long epoch = stats.checkpoints();
+                    events.checkpointCommitted(vm, epoch, pause);
+                    ReleasedOutputCounter counter = releasedOutput;
+                    if (counter != null) {
+                        // Off the event thread; the hold released this epoch's output before the resume.
+                        timer.execute(() -> {
+                            ReleasedOutputCounter.Released r = counter.sample();
+                            if (r != null) {
+                                events.outputReleased(vm, epoch, r.frames(), r.bytes());
+                            }
+                        });
+                    }
                 }
             }
             case "COLO_EXIT" -> {
@@ -596,6 +613,18 @@ public final class PrimaryProtector implements AutoCloseable {
         } catch (InterruptedException e) {
             Thread.currentThread().interrupt();
             throw new ProtectionException("?", 0, "interrupted");
+        }
+    }
+
+    /** The QEMU pid from the VM's run directory record, or -1 (a VM not started by Doppel's launcher). */
+    private static long qemuPid(java.nio.file.Path runDir) {
+        if (runDir == null || !java.nio.file.Files.exists(new dev.doppel.vm.VmRunDir(runDir).specFile())) {
+            return -1;
+        }
+        try {
+            return dev.doppel.vm.VmRecord.readFrom(new dev.doppel.vm.VmRunDir(runDir)).pid();
+        } catch (java.io.UncheckedIOException e) {
+            return -1;
         }
     }
 }

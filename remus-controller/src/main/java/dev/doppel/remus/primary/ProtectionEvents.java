@@ -17,6 +17,13 @@ public interface ProtectionEvents {
     default void checkpointCommitted(String vm, long epoch, long pauseNanos) {
     }
 
+    /**
+     * The output held during {@code epoch} was released at its commit: {@code frames} frames of
+     * {@code bytes} bytes, as the kernel counted them on the NICs' taps.
+     */
+    default void outputReleased(String vm, long epoch, long frames, long bytes) {
+    }
+
     /** The backup is lost; {@code fenced}: the primary may not serve on alone and its QEMU is being stopped. */
     default void backupLost(String vm, long epoch, String cause, boolean fenced) {
     }
