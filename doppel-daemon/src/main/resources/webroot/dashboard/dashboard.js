@@ -28,7 +28,7 @@ const ALARM = new Set(['failover', 'failover-refused', 'backup-lost', 'primary-l
 const MARKED = new Set(['protected', 'protection-resumed', 'backup-lost', 'primary-lost', 'failover']);
 /** Fetch the tables at once after these, rather than at the next poll. */
 const REFRESH = new Set(['protected', 'unprotected', 'failover', 'backup-lost', 'primary-lost', 'vm-started', 'vm-stopped',
-  'vm-exited', 'family-started', 'family-ended', 'fork', 'clone-exited']);
+  'vm-exited', 'family-started', 'family-ended', 'family-adopted', 'family-lost', 'fork', 'clone-exited']);
 
 // ------------------------------------------------------------------------------------------ DOM helpers
 

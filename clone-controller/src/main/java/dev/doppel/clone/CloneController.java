@@ -28,18 +28,31 @@ public final class CloneController implements AutoCloseable {
         return t;
     });
 
+    /** How the families' processes start: tied to this JVM (default), or detached (a daemon's, see {@link #adopt}). */
+    private final dev.doppel.vm.VmProcess.StartOptions memberStart;
+
     public CloneController(VmLauncher launcher, ForkOptions options) {
+        this(launcher, options, dev.doppel.vm.VmProcess.StartOptions.defaults());
+    }
+
+    /**
+     * @param memberStart how family processes start; detached ones outlive this controller, which
+     *                    then records each family so that a successor can {@link #adopt} it
+     */
+    public CloneController(VmLauncher launcher, ForkOptions options, dev.doppel.vm.VmProcess.StartOptions memberStart) {
         this.launcher = launcher;
         this.options = options;
+        this.memberStart = memberStart;
         this.remoteForks = new RemoteForkService(forks, options.pageServer(), options.remoteRecoverTimeout());
     }
 
     /** Boots a VM that can fork (RAM on a shared tmpfs file, NIC on its own isolated network). */
     public ForkableVm start(VmSpec spec, Path disk, String diskFormat) {
+        families.values().removeIf(ForkFamily::isClosed);   // an ended family's name is free again
         if (families.containsKey(spec.name())) {
             throw new IllegalArgumentException("a fork family named '" + spec.name() + "' already exists");
         }
-        ForkableVm root = ForkFamily.startRoot(launcher, options, spec, disk, diskFormat);
+        ForkableVm root = ForkFamily.startRoot(launcher, options, spec, disk, diskFormat, memberStart);
         families.put(spec.name(), root.family());
         try {
             root.routeGuestCalls(new GuestCalls(this::forkForGuest, root, guestCallExecutor));
@@ -49,6 +62,48 @@ public final class CloneController implements AutoCloseable {
             throw new ForkException(spec.name(), "guest agent link failed", e);
         }
         return root;
+    }
+
+    /**
+     * Takes over a family a dead controller left running ({@link ForkFamily#adopt}); guest calls of
+     * its members are routed here again. Returns its living members, or an empty list (the family was
+     * gone and its remains are removed).
+     *
+     * @param spec the root's spec, as {@link #start} was given it
+     */
+    public List<ForkableVm> adopt(VmSpec spec, FamilyRecord record, java.util.function.Consumer<String> report) {
+        families.values().removeIf(ForkFamily::isClosed);
+        if (families.containsKey(record.name())) {
+            throw new IllegalArgumentException("a fork family named '" + record.name() + "' already exists");
+        }
+        ForkFamily family = ForkFamily.adopt(launcher, options, spec, memberStart, record, report);
+        if (family == null) {
+            return List.of();
+        }
+        families.put(record.name(), family);
+        for (ForkableVm m : family.members()) {
+            m.routeGuestCallsQuietly(new GuestCalls(this::forkForGuest, m, guestCallExecutor));
+        }
+        return List.copyOf(family.members());
+    }
+
+    /**
+     * Lets every family go without stopping its VMs (their processes outlive this controller; a
+     * successor adopts them); families tied to this JVM are stopped as by {@link #close}.
+     */
+    public void letGo() {
+        for (ForkFamily f : families.values()) {
+            if (f.isClosed()) {
+                continue;
+            }
+            if (f.outlivesController()) {
+                f.letGo();
+            } else {
+                f.close();
+            }
+        }
+        families.clear();
+        guestCallExecutor.shutdownNow();
     }
 
     /** Host-initiated fork of the VM with that name (root or clone). */

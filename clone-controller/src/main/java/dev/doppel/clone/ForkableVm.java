@@ -41,6 +41,7 @@ public final class ForkableVm {
     private final ConsoleLog console;
     private volatile CompletableFuture<Void> reshare = CompletableFuture.completedFuture(null);
     private volatile GuestCalls guestCalls;
+    private volatile boolean lettingGo;
     /** The guest agent session; follows the VM from process to process (see GuestAgentClient#reconnect). */
     private GuestAgentClient agent;
 
@@ -53,6 +54,17 @@ public final class ForkableVm {
         this.process = process;
         this.console = ConsoleLog.history(name);
         process.vm.console().feed(console);
+        watchExit(process);
+    }
+
+    /** A QEMU that exits while it is still this VM's process ended the VM (a crash, or killed from outside). */
+    private void watchExit(MemberProcess p) {
+        p.vm.onExit().thenRunAsync(() -> {
+            if (process == p && !exit.isDone() && !lettingGo) {
+                log.warn("vm={} event=qemu-exited pid={} note=\"its QEMU ended without Doppel asking\"", name, p.vm.pid());
+                exit(-1);
+            }
+        }, family.background());
     }
 
     public String name() {
@@ -95,6 +107,28 @@ public final class ForkableVm {
     void replaceProcess(MemberProcess next) {
         next.vm.console().feed(console);
         this.process = next;
+        watchExit(next);
+        family.persist();
+    }
+
+    /** The current process, or null once the VM ended. */
+    MemberProcess currentProcess() {
+        return process;
+    }
+
+    /** Lets go of the VM without stopping it (see {@link ForkFamily#letGo}). */
+    void letGo() {
+        lettingGo = true;
+        synchronized (this) {
+            if (agent != null) {
+                agent.close();
+                agent = null;
+            }
+        }
+        MemberProcess p = process;
+        if (p != null) {
+            p.vm.detach();
+        }
     }
 
     /** QMP of the current process. Do not keep it across a fork: the parent changes process. */

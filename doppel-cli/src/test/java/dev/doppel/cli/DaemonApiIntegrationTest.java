@@ -19,6 +19,7 @@ import java.nio.file.attribute.PosixFilePermissions;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.Map;
 import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
@@ -143,22 +144,56 @@ class DaemonApiIntegrationTest {
             assertEquals(-1, local(sock, "POST", "/api/v1/families/" + clone1 + "/wait?timeoutMs=5000", null).json().path("exitCode").asInt());
             assertEquals(200, local(sock, "DELETE", "/api/v1/families/" + family, null).status());
 
-            // A family whose daemon is killed: its VMs die with it; the next daemon finds its files, removes them, says so.
-            String lost = TestVms.uniqueName("lost");
-            assertEquals(201, local(sock, "POST", "/api/v1/families", "{\"name\":\"" + lost + "\",\"memMiB\":128}").status());
-            awaitConsole(sock, lost, "DOPPEL-READY");
-            assertEquals(201, local(sock, "POST", "/api/v1/families/" + lost + "/fork", "{\"clones\":1}").status());
-            assertTrue(dev.doppel.hostnet.NetNamespace.exists("dpf-" + lost), "the family's clone network");
+            // Families whose daemon is killed run on. The next daemon adopts the one that is whole (same
+            // QEMUs), forks it again, notices a clone killed from outside, and ends it; the one whose clone
+            // network was taken away meanwhile cannot be adopted: it is removed, processes and files, and reported.
+            String kept = TestVms.uniqueName("keep");
+            String broken = TestVms.uniqueName("brk");
+            for (String f : List.of(kept, broken)) {
+                assertEquals(201, local(sock, "POST", "/api/v1/families", "{\"name\":\"" + f + "\",\"memMiB\":128}").status());
+            }
+            for (String f : List.of(kept, broken)) {
+                awaitConsole(sock, f, "DOPPEL-READY");
+                assertEquals(201, local(sock, "POST", "/api/v1/families/" + f + "/fork", "{\"clones\":1}").status());
+            }
+            Map<String, Long> pidsBefore = familyPids(local(sock, "GET", "/api/v1/families", null).json(), kept);
+            assertEquals(2, pidsBefore.size(), "the kept family's parent and clone: " + pidsBefore);
             d.kill9();
+            for (long pid : pidsBefore.values()) {
+                assertTrue(ProcessHandle.of(pid).map(ProcessHandle::isAlive).orElse(false), "a family's QEMU died with its daemon");
+            }
+            HostCommand.run("ip", "netns", "del", "dpf-" + broken);
             d.startAgain();
             sock = d.socket().toString();
-            assertTrue(!dev.doppel.hostnet.NetNamespace.exists("dpf-" + lost), "the lost family's network must be removed");
             String found = HostCommand.tryRun(List.of("curl", "-sN", "--max-time", "2", "-H", "Last-Event-ID: 0", "--unix-socket", sock,
-                    "http://doppel/api/v1/events?types=family-lost,daemon-started")).stdout();
+                    "http://doppel/api/v1/events?types=family-lost,family-adopted,daemon-started")).stdout();
             sse.add(new ProcessBuilder("curl", "-sN", "--unix-socket", sock, "http://doppel/api/v1/events")
                     .redirectOutput(ProcessBuilder.Redirect.appendTo(events.toFile())).redirectError(ProcessBuilder.Redirect.DISCARD).start());
-            assertTrue(found.contains("event: family-lost") && found.contains("\"vm\":\"" + lost + "\""), found);
-            assertEquals("", HostCommand.tryRun(List.of("pgrep", "-af", lost)).stdout().strip(), "the lost family's QEMUs");
+            assertTrue(found.contains("event: family-adopted") && found.contains("\"vm\":\"" + kept + "\""), found);
+            assertTrue(found.contains("event: family-lost") && found.contains("\"vm\":\"" + broken + "\""), found);
+            assertEquals("", HostCommand.tryRun(List.of("pgrep", "-af", broken)).stdout().strip(), "the lost family's QEMUs");
+            assertEquals(pidsBefore, familyPids(local(sock, "GET", "/api/v1/families", null).json(), kept),
+                    "the adopted family runs in the same QEMUs");
+            Curl again = local(sock, "POST", "/api/v1/families/" + kept + "/fork", "{\"clones\":1}");
+            assertEquals(201, again.status(), "a fork of an adopted family: " + again.body());
+            // A graceful stop lets the family go (it runs on), and the next daemon adopts it again.
+            Map<String, Long> pidsAfterFork = familyPids(local(sock, "GET", "/api/v1/families", null).json(), kept);
+            assertEquals(3, pidsAfterFork.size(), "parent and two clones: " + pidsAfterFork);
+            d.stopGracefully();
+            d.startAgain();
+            sock = d.socket().toString();
+            sse.add(new ProcessBuilder("curl", "-sN", "--unix-socket", sock, "http://doppel/api/v1/events")
+                    .redirectOutput(ProcessBuilder.Redirect.appendTo(events.toFile())).redirectError(ProcessBuilder.Redirect.DISCARD).start());
+            assertEquals(pidsAfterFork, familyPids(local(sock, "GET", "/api/v1/families", null).json(), kept),
+                    "after 'daemon stop' and a new daemon, the family runs in the same QEMUs");
+            String firstClone = pidsBefore.keySet().stream().filter(n -> !n.equals(kept)).findFirst().orElseThrow();
+            HostCommand.run("kill", "-9", Long.toString(pidsBefore.get(firstClone)));
+            assertEquals(-1, local(sock, "POST", "/api/v1/families/" + firstClone + "/wait?timeoutMs=10000", null).json()
+                    .path("exitCode").asInt(), "a clone killed from outside has ended");
+            assertEquals(200, local(sock, "DELETE", "/api/v1/families/" + kept, null).status());
+            Thread.sleep(1000);   // the family closes in the background once its last member is gone
+            assertTrue(!dev.doppel.hostnet.NetNamespace.exists("dpf-" + kept), "the ended family's network must be removed");
+            assertEquals("", HostCommand.tryRun(List.of("pgrep", "-af", kept)).stdout().strip(), "the ended family's QEMUs");
             JsonNode afterRestart = local(sock, "GET", "/api/v1/vms", null).json();
             assertEquals(1, afterRestart.size(), "only the VM outlives the daemon: " + afterRestart);
             assertEquals(qemuPid, afterRestart.get(0).path("pid").asLong());
@@ -177,6 +212,26 @@ class DaemonApiIntegrationTest {
         assertTrue(ProcessHandle.of(qemuPid).isEmpty(), "the VM's QEMU must be gone");
         assertTrue(!Files.exists(home), "the daemon's directories must be gone");
         assertEquals("", HostCommand.tryRun(List.of("pgrep", "-af", vm + "|" + family)).stdout().strip(), "processes left");
+    }
+
+    /** Name → pid of every member of {@code family} in the API's family trees. */
+    private static Map<String, Long> familyPids(JsonNode trees, String family) {
+        Map<String, Long> out = new java.util.TreeMap<>();
+        for (JsonNode root : trees) {
+            if (root.path("name").asText().equals(family)) {
+                collect(root, out);
+            }
+        }
+        return out;
+    }
+
+    private static void collect(JsonNode member, Map<String, Long> out) {
+        if (member.path("running").asBoolean()) {
+            out.put(member.path("name").asText(), member.path("pid").asLong());
+        }
+        for (JsonNode c : member.path("children")) {
+            collect(c, out);
+        }
     }
 
     private static void assertError(Curl c, int status, String text) throws IOException {

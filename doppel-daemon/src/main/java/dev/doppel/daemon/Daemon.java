@@ -87,9 +87,7 @@ public final class Daemon implements AutoCloseable {
                     () -> vms.list(n -> null).stream().filter(v -> v.state().equals("running")).count(),
                     () -> forks[0] == null ? 0 : forks[0].clonesAlive());
             protections[0] = new Protections(events, meters);
-            forks[0] = new ForkFamilies(launcher, events, meters, config.stateDir().resolve("forks"),
-                    Path.of("/dev/shm/doppel-daemon-" + Integer.toHexString(config.stateDir().toAbsolutePath().hashCode()) + "-forks"),
-                    config.stateDir().resolve("fork-overlays"));
+            forks[0] = new ForkFamilies(launcher, events, meters, forkMemoryDir(config.stateDir()), forkDiskDir(config.stateDir()));
             BackupHost backup = new BackupHost(config.stateDir(), vms, events, meters);
             HostServices host = new HostServices(vms, protections[0], backup, forks[0], events, launcher.accelerator().toString(),
                     System.currentTimeMillis());
@@ -138,6 +136,16 @@ public final class Daemon implements AutoCloseable {
         return servers.size() > 1 ? servers.get(1).actualPort() : -1;
     }
 
+    /** Where the fork families of the daemon with this state directory keep their generation files (tmpfs). */
+    public static Path forkMemoryDir(Path stateDir) {
+        return Path.of("/dev/shm/doppel-daemon-" + Integer.toHexString(stateDir.toAbsolutePath().hashCode()) + "-forks");
+    }
+
+    /** Where its fork families keep their disks and records, one directory per family. */
+    public static Path forkDiskDir(Path stateDir) {
+        return stateDir.resolve("fork-overlays");
+    }
+
     private static void refuseIfAnswering(Path socket) throws IOException {
         if (!Files.exists(socket)) {
             return;
@@ -151,16 +159,16 @@ public final class Daemon implements AutoCloseable {
     }
 
     private void adopt() throws IOException {
-        // Families first: their dead members' run directories are theirs, not VMs to list.
-        List<String> families = host.forks().adoptLeftovers(dir -> !dev.doppel.vm.VmRecord.readFrom(new dev.doppel.vm.VmRunDir(dir)).alive());
-        List<VmView> found = host.vms().adopt();
+        // Families first: their members' run directories are theirs, not VMs of the list.
+        List<String> families = host.forks().adoptLeftovers();
+        List<VmView> found = host.vms().adopt(host.forks()::ownsRunDir);
         boolean backup = host.backup().adopt();
         List<String> reprotecting = host.protections().adopt();
         host.events().publish("daemon-started", null, -1, null, Map.of(
                 "pid", ProcessHandle.current().pid(),
                 "vmsFound", found.stream().map(v -> v.name() + " (" + v.state() + ")").toList(),
                 "backupResumed", backup,
-                "familiesLost", families,
+                "familiesFound", families,
                 "protectionsResumed", reprotecting));
         log.info("event=daemon-adopted vms={} backup_resumed={} protections_resumed={}", found.size(), backup, reprotecting);
     }
@@ -172,7 +180,8 @@ public final class Daemon implements AutoCloseable {
 
     /**
      * Stops what the daemon started — listeners, protections (the guests run on unprotected and are
-     * protected again by the next daemon), the backup service, fork families — and no VM.
+     * protected again by the next daemon), the backup service — and no VM: fork families run on and
+     * the next daemon adopts them.
      */
     @Override
     public void close() {

@@ -40,6 +40,14 @@ public final class NetNamespace implements AutoCloseable {
         return ns;
     }
 
+    /** Takes over a namespace that exists (one a dead owner left for a successor); closing deletes it. */
+    public static NetNamespace existing(String name) {
+        if (!exists(name)) {
+            throw new IllegalStateException("network namespace '" + name + "' does not exist");
+        }
+        return new NetNamespace(name);
+    }
+
     public static boolean exists(String name) {
         return HostCommand.run("ip", "netns", "list").lines().anyMatch(l -> l.split("\\s+")[0].equals(name));
     }

@@ -22,16 +22,20 @@ public final class VmProcess implements AutoCloseable {
 
     private final VmSpec spec;
     private final VmRunDir runDir;
-    private final Process process;
+    /** The QEMU process; {@link #child} is the same process when this JVM started it (null when adopted). */
+    private final ProcessHandle process;
+    private final Process child;
     private final Accelerator accelerator;
     private final ConsoleLog console;
     private final boolean keepRunDir;
     private volatile QmpClient qmp;
     private volatile boolean closed;
 
-    private VmProcess(VmSpec spec, VmRunDir runDir, Process process, Accelerator accelerator, boolean keepRunDir) {
+    private VmProcess(VmSpec spec, VmRunDir runDir, Process child, ProcessHandle process, Accelerator accelerator,
+                      boolean keepRunDir) {
         this.spec = spec;
         this.runDir = runDir;
+        this.child = child;
         this.process = process;
         this.accelerator = accelerator;
         this.keepRunDir = keepRunDir;
@@ -71,7 +75,7 @@ public final class VmProcess implements AutoCloseable {
             throw new VmStartException("VM '" + spec.name() + "': cannot start QEMU: " + e.getMessage(), e);
         }
         new VmRecord(spec.name(), p.pid(), accel.qemuName(), qemu.toString(), argv, System.currentTimeMillis()).writeTo(dir);
-        VmProcess vm = new VmProcess(spec, dir, p, accel, options.keepRunDir());
+        VmProcess vm = new VmProcess(spec, dir, p, p.toHandle(), accel, options.keepRunDir());
         log.info("vm={} event=starting pid={} accel={} mem={}MiB", spec.name(), p.pid(), accel.qemuName(), spec.memoryMiB());
         try {
             vm.connectQmp(options.qmpDeadline());
@@ -84,12 +88,45 @@ public final class VmProcess implements AutoCloseable {
         return vm;
     }
 
+    /**
+     * Takes over a QEMU that another process started detached and left running (a daemon that died):
+     * the process found by its run directory's record, and a new QMP connection (QEMU serves one
+     * client per socket; the dead owner's connection is gone). {@code spec} describes it as its
+     * starter did. Stopping it works as for a started VM; only its exit status is unknown (it is not
+     * this JVM's child: {@link #awaitExit} says 0 once it is gone).
+     *
+     * @throws VmStartException if the recorded process does not run or its monitor does not answer
+     */
+    public static VmProcess adopt(VmSpec spec, VmRunDir dir, Accelerator accel, StartOptions options) {
+        VmRecord record = VmRecord.readFrom(dir);
+        ProcessHandle h = ProcessHandle.of(record.pid()).filter(ProcessHandle::isAlive)
+                .orElseThrow(() -> new VmStartException("VM '" + spec.name() + "': its QEMU (pid " + record.pid() + ") is gone"));
+        if (!record.alive()) {
+            throw new VmStartException("VM '" + spec.name() + "': pid " + record.pid() + " is no longer its QEMU");
+        }
+        VmProcess vm = new VmProcess(spec, dir, null, h, accel, options.keepRunDir());
+        try {
+            vm.connectQmp(options.qmpDeadline());
+        } catch (RuntimeException e) {
+            vm.console.close();
+            throw new VmStartException("VM '" + spec.name() + "': cannot reconnect to its monitor: " + e.getMessage(), e);
+        }
+        log.info("vm={} event=adopted pid={}", spec.name(), record.pid());
+        return vm;
+    }
+
+    /** Completes when the QEMU process has exited (for whatever reason). */
+    public java.util.concurrent.CompletableFuture<ProcessHandle> onExit() {
+        return process.onExit();
+    }
+
     private void connectQmp(Duration deadline) {
         long end = System.nanoTime() + deadline.toNanos();
         Path sock = runDir.qmpSocket();
         while (!Files.exists(sock)) {
             if (!process.isAlive()) {
-                throw new VmStartException("QEMU exited with status " + process.exitValue() + " before creating its QMP socket");
+                throw new VmStartException("QEMU exited" + (child == null ? "" : " with status " + child.exitValue())
+                        + " before creating its QMP socket");
             }
             if (System.nanoTime() > end) {
                 throw new VmStartException("no QMP socket after " + deadline.toMillis() + " ms");
@@ -147,15 +184,19 @@ public final class VmProcess implements AutoCloseable {
         return console;
     }
 
-    /** Blocks until QEMU exits; returns its exit status, or -1 on timeout. */
+    /** Blocks until QEMU exits; returns its exit status (0 for an adopted QEMU), or -1 on timeout. */
     public int awaitExit(Duration timeout) {
         try {
-            if (process.waitFor(timeout.toMillis(), TimeUnit.MILLISECONDS)) {
-                return process.exitValue();
+            if (child != null) {
+                return child.waitFor(timeout.toMillis(), TimeUnit.MILLISECONDS) ? child.exitValue() : -1;
             }
-            return -1;
+            // Not our child: no exit status to read; 0 once it is gone.
+            process.onExit().get(timeout.toMillis(), TimeUnit.MILLISECONDS);
+            return 0;
         } catch (InterruptedException e) {
             Thread.currentThread().interrupt();
+            return -1;
+        } catch (java.util.concurrent.ExecutionException | java.util.concurrent.TimeoutException e) {
             return -1;
         }
     }
@@ -202,6 +243,21 @@ public final class VmProcess implements AutoCloseable {
         }
     }
 
+    /**
+     * Lets go of a detached QEMU without stopping it (its owner stops, the VM runs on and a successor
+     * {@link #adopt}s it): the QMP connection and console reader close, the process and its run
+     * directory stay. {@link #close} does nothing afterwards.
+     */
+    public void detach() {
+        if (closed) {
+            return;
+        }
+        closed = true;
+        releaseQmp();
+        console.close();
+        log.info("vm={} event=detached pid={}", spec.name(), process.pid());
+    }
+
     /** The last lines QEMU wrote to stderr/stdout (for error messages). */
     public String qemuLogTail() {
         try {
@@ -225,7 +281,9 @@ public final class VmProcess implements AutoCloseable {
                 qmp.close();
             }
             console.close();
-            ChildProcesses.released(process);
+            if (child != null) {
+                ChildProcesses.released(child);
+            }
             if (!keepRunDir) {
                 runDir.delete();
             }

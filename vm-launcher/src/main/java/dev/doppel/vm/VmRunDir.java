@@ -75,6 +75,29 @@ public record VmRunDir(Path path) {
         }
     }
 
+    /** Every VM run directory on this host, also those whose VM record is not written yet (or never was). */
+    public static java.util.List<VmRunDir> allDirectories() {
+        Path vms = root().resolve("vms");
+        if (!Files.isDirectory(vms)) {
+            return java.util.List.of();
+        }
+        try (java.util.stream.Stream<Path> dirs = Files.list(vms)) {
+            return dirs.filter(Files::isDirectory).sorted().map(VmRunDir::new).toList();
+        } catch (IOException e) {
+            throw new UncheckedIOException("cannot list " + vms, e);
+        }
+    }
+
+    /**
+     * The QEMU processes that use this directory: the recorded one, and any whose command line names
+     * the directory's QMP socket (a QEMU whose starter died before it wrote the record).
+     */
+    public java.util.List<ProcessHandle> qemuProcesses() {
+        String socket = qmpSocket().toString();
+        return ProcessHandle.allProcesses().filter(h -> h.info().arguments()
+                .map(args -> java.util.Arrays.stream(args).anyMatch(a -> a.contains(socket))).orElse(false)).toList();
+    }
+
     public static VmRunDir of(String vmName) {
         return new VmRunDir(root().resolve("vms").resolve(vmName));
     }

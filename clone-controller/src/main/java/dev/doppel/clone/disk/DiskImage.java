@@ -45,6 +45,23 @@ public final class DiskImage extends RefCounted {
         return new DiskImage(path, "qcow2", backing, true);
     }
 
+    /**
+     * An overlay made earlier (by a controller that died) on {@code backing}, which gains a user; Doppel
+     * owns it as one it created.
+     */
+    public static DiskImage existingOverlay(Path path, DiskImage backing) {
+        if (!Files.isRegularFile(path)) {
+            throw new IllegalArgumentException("overlay " + path + " does not exist");
+        }
+        backing.acquire();
+        return new DiskImage(path, "qcow2", backing, true);
+    }
+
+    /** Whether Doppel made this image (an overlay) and deletes it with its last user. */
+    public boolean owned() {
+        return owned;
+    }
+
     public Path path() {
         return path;
     }

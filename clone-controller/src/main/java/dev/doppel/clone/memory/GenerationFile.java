@@ -52,6 +52,11 @@ public final class GenerationFile extends RefCounted {
         }
     }
 
+    /** A file found frozen (mode 0400) by a successor controller. */
+    void markFrozen() {
+        frozen = true;
+    }
+
     /** Resident bytes of the file in tmpfs (what the generation costs the host). */
     public long allocatedBytes() {
         try {

@@ -35,6 +35,38 @@ public final class GenerationStore {
         return new GenerationFile(path, n);
     }
 
+    /**
+     * The generation files a dead controller left here, by number (frozen ones are read-only); new
+     * ones are numbered after them.
+     */
+    public java.util.Map<Integer, GenerationFile> existing() {
+        java.util.Map<Integer, GenerationFile> out = new java.util.TreeMap<>();
+        try (java.util.stream.Stream<Path> files = Files.list(directory)) {
+            files.forEach(f -> {
+                java.util.regex.Matcher m = java.util.regex.Pattern.compile("gen-(\\d+)\\.ram").matcher(f.getFileName().toString());
+                if (m.matches()) {
+                    GenerationFile g = new GenerationFile(f, Integer.parseInt(m.group(1)));
+                    if (!ownerMayWrite(f)) {   // not Files.isWritable: root may write any file
+                        g.markFrozen();
+                    }
+                    out.put(g.number(), g);
+                }
+            });
+        } catch (IOException e) {
+            throw new UncheckedIOException("cannot list generation directory " + directory, e);
+        }
+        out.keySet().stream().mapToInt(Integer::intValue).max().ifPresent(n -> next.set(Math.max(next.get(), n + 1)));
+        return out;
+    }
+
+    private static boolean ownerMayWrite(Path f) {
+        try {
+            return Files.getPosixFilePermissions(f).contains(java.nio.file.attribute.PosixFilePermission.OWNER_WRITE);
+        } catch (IOException e) {
+            throw new UncheckedIOException("cannot read the mode of " + f, e);
+        }
+    }
+
     public Path directory() {
         return directory;
     }

@@ -58,6 +58,29 @@ public final class CloneNetwork implements AutoCloseable {
     }
 
     /**
+     * The clone network a dead controller left (its bridge and its members' taps live on in the
+     * kernel). Taps not in {@code tapsInUse} (of processes that were only being prepared) are removed;
+     * new taps are numbered after every tap that was there, so none collides with a member's.
+     */
+    public static CloneNetwork existing(String familyName, java.util.Collection<String> tapsInUse) {
+        NetNamespace ns = NetNamespace.existing(namespaceOf(familyName));
+        CloneNetwork net = new CloneNetwork(ns, "tap", true, null, null);
+        int next = 0;
+        for (String line : ns.ip("-o", "link", "show").lines().toList()) {
+            // "7: tap3: <BROADCAST,...> mtu ..." (a tap on the bridge: "tap3@..." never, taps have no peer)
+            String[] f = line.split(":\\s+", 3);
+            if (f.length >= 2 && f[1].matches("tap\\d+")) {
+                next = Math.max(next, Integer.parseInt(f[1].substring(3)) + 1);
+                if (!tapsInUse.contains(f[1])) {
+                    net.removeTap(f[1]);
+                }
+            }
+        }
+        net.nextTap.set(next);
+        return net;
+    }
+
+    /**
      * The family's clone network extended onto another host: a bridge in {@code host}'s namespace,
      * joined to the family's bridge by a veth pair, so clones there share one L2 segment with the
      * parent and the local clones (a bridged segment; across real machines this link would be a

@@ -26,15 +26,19 @@ import java.util.concurrent.TimeoutException;
 
 /**
  * The daemon's fork families (SnowFlock-style): a forkable parent VM, booted by the daemon, and the
- * clones each fork makes of it. Each clone's exit is reported on the event stream. A family lives as
- * long as the daemon: its VMs share the parent's memory file and clone network, which the fork
- * controller owns in this process (see docs/daemon.md: re-adopting families is not done).
+ * clones each fork makes of it. Each clone's exit is reported on the event stream. Families outlive
+ * the daemon: their QEMUs start detached, the fork controller records each family
+ * ({@link dev.doppel.clone.FamilyRecord}) beside the request that started it, and the next daemon
+ * adopts them ({@link #adoptLeftovers}).
  */
 public final class ForkFamilies implements AutoCloseable {
+    /** The request that started a family, kept in its disk directory so that a successor can rebuild its spec. */
+    private static final String REQUEST_FILE = "request.json";
+    private static final com.fasterxml.jackson.databind.ObjectMapper JSON = new com.fasterxml.jackson.databind.ObjectMapper();
+
     private final CloneController controller;
     private final EventHub events;
     private final DoppelMeters meters;
-    private final Path work;
     /** Members that ended, with their exit codes (a wait after the exit still gets the code); the last 4,096. */
     private final Map<String, Integer> ended = java.util.Collections.synchronizedMap(new java.util.LinkedHashMap<>() {
         private static final long serialVersionUID = 1L;
@@ -54,34 +58,36 @@ public final class ForkFamilies implements AutoCloseable {
     public record ParentRequest(String name, long memMiB, String run, Path image) {
     }
 
+    /** A parent's spec and the disk it starts on. */
+    private record ParentSpec(VmSpec spec, Path disk, String format) {
+    }
+
     private final Path memoryDir;
     private final Path diskDir;
 
     /**
-     * @param work      the families' base disks
      * @param memoryDir the families' generation files (tmpfs), one directory per family
-     * @param diskDir   the families' disk overlays, one directory per family
+     * @param diskDir   the families' disks (a Doppel guest's base disk, overlays) and records, one directory per family
      */
-    public ForkFamilies(VmLauncher launcher, EventHub events, DoppelMeters meters, Path work, Path memoryDir, Path diskDir)
-            throws IOException {
+    public ForkFamilies(VmLauncher launcher, EventHub events, DoppelMeters meters, Path memoryDir, Path diskDir) {
         ForkOptions d = ForkOptions.defaults();
         this.controller = new CloneController(launcher, new ForkOptions(d.maxClones(), memoryDir, diskDir, d.reshareAfterFork(),
-                d.keepOverlays(), d.cloneTcgCacheMiB(), d.stepTimeout()));
+                d.keepOverlays(), d.cloneTcgCacheMiB(), d.stepTimeout()),
+                new dev.doppel.vm.VmProcess.StartOptions(Duration.ofSeconds(30), false, false));
         this.events = events;
         this.meters = meters;
-        this.work = Files.createDirectories(work);
         this.memoryDir = memoryDir;
         this.diskDir = diskDir;
     }
 
     /**
-     * Finds the families a previous daemon left when it died: their VMs died with it (a family's
-     * clones map its generation files and sit on its network, both owned by the fork controller in the
-     * daemon's process, so they are not re-adopted); their generation files, overlays, base disks,
-     * clone network and the run directories of their dead members are removed, and each is reported
+     * Finds the families a previous daemon left and adopts them: each living member's QEMU is taken
+     * over with its QMP and agent connections, and what was only being prepared for a fork is removed
+     * ({@code family-adopted}, with what was found). A family that cannot be adopted — no record, its
+     * clone network or every member gone — is removed with all its files and processes and reported
      * ({@code family-lost}). Returns the families found.
      */
-    public List<String> adoptLeftovers(java.util.function.Predicate<Path> deadRunDir) {
+    public List<String> adoptLeftovers() {
         java.util.Set<String> names = new java.util.TreeSet<>();
         for (Path dir : List.of(memoryDir, diskDir)) {
             if (Files.isDirectory(dir)) {
@@ -93,34 +99,60 @@ public final class ForkFamilies implements AutoCloseable {
             }
         }
         for (String family : names) {
-            List<String> removed = new ArrayList<>();
-            String ns = dev.doppel.clone.net.CloneNetwork.namespaceOf(family);
-            if (dev.doppel.hostnet.NetNamespace.exists(ns)) {
-                HostCommand.tryRun(List.of("ip", "netns", "del", ns));
-                removed.add("network " + ns);
-            }
-            for (Path dir : List.of(memoryDir.resolve(family), diskDir.resolve(family))) {
-                if (Files.exists(dir)) {
-                    FileTrees.deleteRecursively(dir);
-                    removed.add(dir.toString());
-                }
-            }
+            List<String> found = new ArrayList<>();
+            String cause;
             try {
-                Files.deleteIfExists(work.resolve(family + ".qcow2"));
-            } catch (IOException e) {
-                removed.add("(base disk not removed: " + e.getMessage() + ")");
-            }
-            for (dev.doppel.vm.VmRunDir rd : dev.doppel.vm.VmRunDir.all()) {
-                String n = rd.path().getFileName().toString();
-                if ((n.startsWith(family + ".") || n.startsWith(family + "-f")) && deadRunDir.test(rd.path())) {
-                    rd.delete();
-                    removed.add("run directory " + n);
+                List<ForkableVm> living = adopt(family, found::add);
+                if (!living.isEmpty()) {
+                    living.forEach(this::watch);
+                    events.publish("family-adopted", family, -1, null, Map.of("members",
+                            living.stream().map(v -> Map.of("name", v.name(), "pid", v.pid())).toList(), "found", found));
+                    continue;
                 }
+                cause = "none of its VMs runs any more";
+            } catch (RuntimeException e) {
+                cause = e.getMessage();
             }
-            events.publish("family-lost", family, -1, "its VMs died with the previous daemon; its files were removed",
-                    Map.of("removed", removed));
+            found.addAll(removeRemains(family));
+            events.publish("family-lost", family, -1, cause + "; its files were removed", Map.of("removed", found));
         }
         return List.copyOf(names);
+    }
+
+    private List<ForkableVm> adopt(String family, java.util.function.Consumer<String> report) {
+        Path dir = diskDir.resolve(family);
+        dev.doppel.clone.FamilyRecord record = dev.doppel.clone.FamilyRecord.readFrom(dir);
+        if (record == null || !Files.exists(dir.resolve(REQUEST_FILE))) {
+            throw new IllegalStateException("family '" + family + "' left no record (its daemon died while starting it)");
+        }
+        if (!dev.doppel.hostnet.NetNamespace.exists(dev.doppel.clone.net.CloneNetwork.namespaceOf(family))) {
+            throw new IllegalStateException("family '" + family + "' has no clone network any more");
+        }
+        ParentRequest req;
+        try {
+            req = JSON.readValue(dir.resolve(REQUEST_FILE).toFile(), ParentRequest.class);
+        } catch (IOException e) {
+            throw new IllegalStateException("family '" + family + "': unreadable " + REQUEST_FILE + ": " + e.getMessage(), e);
+        }
+        return controller.adopt(parentSpec(req, dir).spec(), record, report);
+    }
+
+    /** Everything a family that cannot be adopted left: its QEMUs, clone network, files and run directories. */
+    private List<String> removeRemains(String family) {
+        List<String> removed = new ArrayList<>();
+        dev.doppel.clone.ForkFamily.removeProcesses(family, java.util.Set.of(), removed::add);
+        String ns = dev.doppel.clone.net.CloneNetwork.namespaceOf(family);
+        if (dev.doppel.hostnet.NetNamespace.exists(ns)) {
+            HostCommand.tryRun(List.of("ip", "netns", "del", ns));
+            removed.add("network " + ns);
+        }
+        for (Path dir : List.of(memoryDir.resolve(family), diskDir.resolve(family))) {
+            if (Files.exists(dir)) {
+                FileTrees.deleteRecursively(dir);
+                removed.add(dir.toString());
+            }
+        }
+        return removed;
     }
 
     /** Boots a forkable parent (its RAM on a shared file, its NIC on the family's isolated network). */
@@ -128,29 +160,44 @@ public final class ForkFamilies implements AutoCloseable {
         if (req.name() == null || !req.name().matches("[A-Za-z0-9][A-Za-z0-9_.-]{0,40}")) {
             throw new ApiException(400, req.name(), "bad family name '" + req.name() + "'");
         }
-        VmSpec spec;
-        Path disk;
-        String format;
-        if (req.image() != null) {
-            disk = req.image().toAbsolutePath();
-            format = DiskImageVm.format(disk);
-            spec = DiskImageVm.spec(req.name(), disk, format).memoryMiB(req.memMiB() > 0 ? req.memMiB() : 1024).build();
-        } else {
-            disk = work.resolve(req.name() + ".qcow2");
-            format = "qcow2";
-            HostCommand.run("qemu-img", "create", "-q", "-f", "qcow2", disk.toString(), "64M");
-            spec = VmLauncher.guestSpec(req.name(), GuestImage.locate(), req.run() == null ? "dirtier" : req.run(),
-                    Map.of("doppel.dirty_rate", "2000")).memoryMiB(req.memMiB() > 0 ? req.memMiB() : 256).build();
+        if (controller.list().stream().anyMatch(v -> v.name().equals(req.name())) || Files.exists(diskDir.resolve(req.name()))) {
+            throw new ApiException(409, req.name(), "a fork family named '" + req.name() + "' already exists");
+        }
+        Path dir = Files.createDirectories(diskDir.resolve(req.name()));
+        ParentSpec p;
+        try {
+            JSON.writeValue(dir.resolve(REQUEST_FILE).toFile(), req);
+            p = parentSpec(req, dir);
+            if (req.image() == null) {
+                HostCommand.run("qemu-img", "create", "-q", "-f", "qcow2", p.disk().toString(), "64M");
+            }
+        } catch (IOException | RuntimeException e) {
+            FileTrees.deleteRecursively(dir);
+            throw e;
         }
         ForkableVm parent;
         try {
-            parent = controller.start(spec, disk, format);
+            parent = controller.start(p.spec(), p.disk(), p.format());
         } catch (IllegalArgumentException e) {
+            FileTrees.deleteRecursively(dir);
             throw new ApiException(409, req.name(), e.getMessage());
         }
         watch(parent);
         events.publish("family-started", parent.name(), -1, null, Map.of("pid", parent.pid(), "ip", parent.address().ip()));
         return member(parent);
+    }
+
+    /** The parent's spec; a Doppel guest's base disk lives in the family's directory (removed with the family). */
+    private static ParentSpec parentSpec(ParentRequest req, Path familyDir) {
+        if (req.image() != null) {
+            Path disk = req.image().toAbsolutePath();
+            String format = DiskImageVm.format(disk);
+            return new ParentSpec(DiskImageVm.spec(req.name(), disk, format).memoryMiB(req.memMiB() > 0 ? req.memMiB() : 1024).build(),
+                    disk, format);
+        }
+        VmSpec spec = VmLauncher.guestSpec(req.name(), GuestImage.locate(), req.run() == null ? "dirtier" : req.run(),
+                Map.of("doppel.dirty_rate", "2000")).memoryMiB(req.memMiB() > 0 ? req.memMiB() : 256).build();
+        return new ParentSpec(spec, familyDir.resolve("base.qcow2"), "qcow2");
     }
 
     /** Forks a family member into {@code n} clones. */
@@ -201,7 +248,12 @@ public final class ForkFamilies implements AutoCloseable {
 
     /** Kills one VM of a family (a clone, or a root with its family). */
     public void kill(String vm) {
-        find(vm).kill();
+        ForkableVm v = find(vm);
+        if (v.cloneId() == 0) {
+            v.family().close();   // the root: the whole family (clones share its memory files and network)
+        } else {
+            v.kill();
+        }
     }
 
     /** Waits for a VM's exit; its exit code (vmexit CODE, -1 when killed). */
@@ -243,14 +295,15 @@ public final class ForkFamilies implements AutoCloseable {
                 v.children().stream().map(this::member).toList());
     }
 
+    /** The daemon stops: the families' VMs run on (a successor adopts them); only the connections close. */
     @Override
     public void close() {
-        controller.close();
-        for (Path dir : List.of(work, memoryDir, diskDir)) {
+        controller.letGo();
+        for (Path dir : List.of(memoryDir, diskDir)) {
             try {
-                FileTrees.deleteRecursively(dir);
-            } catch (RuntimeException e) {
-                events.publish("family-cleanup-failed", null, -1, e.getMessage(), Map.of("dir", dir.toString()));
+                Files.deleteIfExists(dir);   // only when no family lives in it
+            } catch (IOException e) {
+                // a family lives on in it
             }
         }
     }

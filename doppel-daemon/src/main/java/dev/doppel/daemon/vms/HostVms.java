@@ -170,9 +170,12 @@ public final class HostVms {
                 .map(l -> l.replaceAll("\\e\\[[0-9;?]*[A-Za-z]|[\\x00-\\x08\\x0b-\\x1f]", "")).toList();
     }
 
-    /** Finds the VMs a previous daemon (or the CLI) left running, reports them, and watches their exits. */
-    public List<VmView> adopt() {
-        List<VmView> found = list(n -> null);
+    /**
+     * Finds the VMs a previous daemon (or the CLI) left running, reports them, and watches their exits;
+     * run directories {@code owned} by others (fork families' processes) are not VMs of this list.
+     */
+    public List<VmView> adopt(java.util.function.Predicate<Path> owned) {
+        List<VmView> found = list(n -> null).stream().filter(v -> !owned.test(Path.of(v.runDir()))).toList();
         for (VmView v : found) {
             events.publish("vm-adopted", v.name(), -1, null, Map.of("pid", v.pid(), "state", v.state(), "origin", v.origin()));
             if (v.state().equals("running")) {

@@ -73,6 +73,15 @@ public final class DaemonProcess implements AutoCloseable {
         child.close();
     }
 
+    /** {@code daemon stop} through the API: the daemon ends what it started and exits; its VMs run on. */
+    public void stopGracefully() throws IOException, InterruptedException {
+        client.call("POST", "/api/v1/daemon/stop", null, 10);
+        if (!child.process().waitFor(60, java.util.concurrent.TimeUnit.SECONDS)) {
+            throw new IOException("daemon " + name + " did not exit within 60 s of its stop");
+        }
+        child.close();
+    }
+
     public long pid() {
         return child.process().pid();
     }
@@ -113,8 +122,28 @@ public final class DaemonProcess implements AutoCloseable {
                 client.close();
             }
             killLeftVms();
+            removeLeftFamilies();
             dev.doppel.vm.FileTrees.deleteRecursively(home);
         }
+    }
+
+    /** Fork families outlive their daemon too: the clone networks and memory files of any left (their QEMUs are killed above). */
+    private void removeLeftFamilies() {
+        Path state = home.resolve("state");
+        Path families = dev.doppel.daemon.Daemon.forkDiskDir(state);
+        if (Files.isDirectory(families)) {
+            try (var dirs = Files.list(families)) {
+                for (Path f : dirs.toList()) {
+                    String ns = dev.doppel.clone.net.CloneNetwork.namespaceOf(f.getFileName().toString());
+                    if (dev.doppel.hostnet.NetNamespace.exists(ns)) {
+                        dev.doppel.hostnet.HostCommand.tryRun(java.util.List.of("ip", "netns", "del", ns));
+                    }
+                }
+            } catch (IOException e) {
+                System.err.println("daemon " + name + ": cannot list its families: " + e);
+            }
+        }
+        dev.doppel.vm.FileTrees.deleteRecursively(dev.doppel.daemon.Daemon.forkMemoryDir(state));
     }
 
     /**
