@@ -11,6 +11,7 @@ import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
+import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.TimeUnit;
@@ -29,9 +30,15 @@ public final class GuestDomains {
         this.daemon = daemon;
     }
 
-    /** Starts a transient domain running the guest's {@code ticker} (prints "tick N" every second). */
+    /** Starts a transient domain running the guest's {@code ticker} (prints "tick N" every second), 128 MiB. */
     public Domain start(LibvirtConnection connection, String name, int tapIndex) throws IOException, InterruptedException {
-        String xml = xml(name, tapIndex);
+        return start(connection, name, tapIndex, Map.of("doppel.run", "ticker"), 128);
+    }
+
+    /** Starts a transient domain with the guest's {@code doppel.*} parameters (workload) and RAM size. */
+    public Domain start(LibvirtConnection connection, String name, int tapIndex, Map<String, String> guestParams, int memoryMiB)
+            throws IOException, InterruptedException {
+        String xml = xml(name, tapIndex, guestParams, memoryMiB);
         try {
             return connection.libvirt().domainCreateXML(xml, 0);
         } catch (LibvirtException e) {
@@ -40,13 +47,16 @@ public final class GuestDomains {
     }
 
     /** The domain XML: files under the fixture's {@code vm/} directory, so its clean-up finds the QEMU. */
-    public String xml(String name, int tapIndex) throws IOException, InterruptedException {
+    public String xml(String name, int tapIndex, Map<String, String> guestParams, int memoryMiB)
+            throws IOException, InterruptedException {
         Path vm = daemon.directory().resolve("vm");
         Path disk = vm.resolve(name + ".qcow2");
         if (!Files.exists(disk)) {
             run(List.of("qemu-img", "create", "-q", "-f", "qcow2", disk.toString(), "32M"));
         }
         GuestImage guest = GuestImage.locate();
+        Map<String, String> params = new LinkedHashMap<>(guestParams);
+        params.putIfAbsent("doppel.hostname", name);
         QemuBinary qemu = patchedQemu();
         StringBuilder firmware = new StringBuilder();
         // The patched build's compiled-in data directory holds no firmware: pass Debian's, as VmLauncher does.
@@ -56,7 +66,7 @@ public final class GuestDomains {
         return """
                 <domain type='qemu' xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0'>
                   <name>%s</name>
-                  <memory unit='MiB'>128</memory>
+                  <memory unit='MiB'>%d</memory>
                   <vcpu>1</vcpu>
                   <os>
                     <type arch='x86_64' machine='pc'>hvm</type>
@@ -86,8 +96,7 @@ public final class GuestDomains {
                   <qemu:commandline>
                 %s  </qemu:commandline>
                 </domain>
-                """.formatted(name, guest.kernel(), guest.initramfs(),
-                guest.boot(Map.of("doppel.run", "ticker", "doppel.hostname", name)).commandLine(),
+                """.formatted(name, memoryMiB, guest.kernel(), guest.initramfs(), guest.boot(params).commandLine(),
                 qemu.executable(), disk, tapIndex, daemon.tapPrefix() + tapIndex, vm.resolve(name + ".console"), firmware);
     }
 
