@@ -17,6 +17,7 @@ import org.slf4j.LoggerFactory;
 
 import java.io.IOException;
 import java.time.Instant;
+import java.util.Locale;
 import java.util.Objects;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
@@ -231,7 +232,7 @@ public final class LibvirtQmpConnection implements QmpConnection {
         DomainLifecycleEvent e = DomainLifecycleEvent.from(name, uuid, event, Instant.now(), System.nanoTime());
         if (e.ended()) {
             QmpDisconnectedException why = new QmpDisconnectedException(name, null, "domain '" + name + "' "
-                    + e.kind().name().toLowerCase() + " (libvirt: " + e.cause() + ")");
+                    + e.kind().name().toLowerCase(Locale.ROOT) + " (libvirt: " + e.cause() + ")");
             // Not here: ending deregisters callbacks, which is a daemon call; do it off the event loop.
             try {
                 delivery.execute(() -> end(why));

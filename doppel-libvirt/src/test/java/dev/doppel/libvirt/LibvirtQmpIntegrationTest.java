@@ -138,6 +138,13 @@ class LibvirtQmpIntegrationTest {
         }
     }
 
+    @Test
+    void aDomainThatIsNotThereIsNamedInTheError() {
+        LibvirtCallException e = assertThrows(LibvirtCallException.class, () -> LibvirtQmp.connect(connection, "no-such-vm"));
+        assertEquals("no-such-vm", e.domain());
+        assertTrue(e.getMessage().contains("domain 'no-such-vm'") && e.getMessage().contains("Domain not found"), e.getMessage());
+    }
+
     private static DomainInfo.DomainState awaitState(Domain d, DomainInfo.DomainState wanted) throws Exception {
         long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(5);
         DomainInfo.DomainState s = d.getInfo().state;
