@@ -168,6 +168,24 @@ class LibvirtRestoreIntegrationTest {
         assertEquals(0, maxCorrupt);
         assertTrue(lines >= 5, "dirtier lines in ~8 s after restore: " + lines);
         assertEquals(DomainInfo.DomainState.VIR_DOMAIN_RUNNING, restored.getInfo().state);
+
+        // What a libvirt user sees with virsh on the backup host.
+        assertEquals("running (unpaused)", virsh(backupHost, "domstate", "web1", "--reason"));
+        assertTrue(virsh(backupHost, "list", "--name").lines().anyMatch("web1"::equals));
+        assertEquals(uuid, virsh(backupHost, "domuuid", "web1"));
+        String status = virsh(backupHost, "qemu-monitor-command", "web1", "{\"execute\":\"query-status\"}");
+        assertTrue(status.contains("\"status\":\"running\""), status);
+    }
+
+    /** virsh against a fixture's libvirtd: its trimmed output; fails the test on a non-zero exit. */
+    private static String virsh(PrivateLibvirtd host, String... args) throws Exception {
+        List<String> cmd = new java.util.ArrayList<>(List.of("virsh", "-q", "-c", host.uri()));
+        cmd.addAll(List.of(args));
+        Process p = new ProcessBuilder(cmd).redirectErrorStream(true).start();
+        String out = new String(p.getInputStream().readAllBytes(), StandardCharsets.UTF_8).trim();
+        assertTrue(p.waitFor(30, TimeUnit.SECONDS), "virsh " + String.join(" ", args) + " hangs");
+        assertEquals(0, p.exitValue(), "virsh " + String.join(" ", args) + ": " + out);
+        return out;
     }
 
     private static long lastWrites(String console) {
