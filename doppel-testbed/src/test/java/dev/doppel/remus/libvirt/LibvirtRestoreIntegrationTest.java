@@ -40,7 +40,8 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
  * Issue #15, the ground under story 2: after SIGKILL of a checkpointed libvirt domain's QEMU, the backup
  * host's libvirt runs the VM again, with the same name and UUID, from the backup store. The way measured here:
  * the primary's own domain XML (host paths mapped) started paused with {@code -incoming defer}, the store's
- * self-contained stream loaded through libvirt's monitor, then {@code virDomainResume}.
+ * self-contained stream loaded through libvirt's monitor, then {@code virDomainResume}; the destination domain
+ * created at failover, or ahead while the primary runs.
  */
 class LibvirtRestoreIntegrationTest {
     private static final Pattern DIRTIER = Pattern.compile("dirtier t=\\d+ writes=(\\d+) passes=\\d+ rate=\\d+ corrupt=(\\d+)");
@@ -51,20 +52,30 @@ class LibvirtRestoreIntegrationTest {
 
     @Test
     void theBackupHostsLibvirtRunsTheKilledDomainFromTheStore() throws Exception {
+        restoreAfterKill(false);
+    }
+
+    /** The paused destination domain created while the primary still runs, as a pool would: out of the failover path. */
+    @Test
+    void aDomainCreatedAheadOnTheBackupHostTakesOverFaster() throws Exception {
+        restoreAfterKill(true);
+    }
+
+    private void restoreAfterKill(boolean createdAhead) throws Exception {
         Path storeRoot = Files.createTempDirectory(Path.of("/dev/shm"), "doppel-libvirt-restore-");
         try (PrivateLibvirtd primaryHost = PrivateLibvirtd.start();
              PrivateLibvirtd backupHost = PrivateLibvirtd.start();
              LibvirtConnection primary = LibvirtConnection.open(primaryHost.uri());
              LibvirtConnection backup = LibvirtConnection.open(backupHost.uri());
              BackupServer server = new BackupServer(storeRoot)) {
-            run(primaryHost, backupHost, primary, backup, server);
+            run(primaryHost, backupHost, primary, backup, server, createdAhead);
         } finally {
             BackupStore.deleteAll(storeRoot);
         }
     }
 
     private void run(PrivateLibvirtd primaryHost, PrivateLibvirtd backupHost, LibvirtConnection primary,
-                     LibvirtConnection backup, BackupServer server) throws Exception {
+                     LibvirtConnection backup, BackupServer server, boolean createdAhead) throws Exception {
         GuestDomains domains = new GuestDomains(primaryHost);
         Domain original = domains.start(primary, "web1", 1,
                 Map.of("doppel.run", "dirtier", "doppel.dirty_mb", "16", "doppel.dirty_rate", "2000"), 128);
@@ -92,6 +103,7 @@ class LibvirtRestoreIntegrationTest {
                 Thread.sleep(20);
             }
         }
+        Domain ahead = createdAhead ? pausedDestination(primaryHost, backupHost, backup, definition, uuid) : null;
         long lastPrimaryWrites = lastWrites(Files.readString(primaryHost.directory().resolve("vm/web1.console"),
                 StandardCharsets.ISO_8859_1));
 
@@ -110,16 +122,7 @@ class LibvirtRestoreIntegrationTest {
         }
         long streamWritten = System.nanoTime();
 
-        // The primary's definition on the backup host: its own files and tap, the same name and UUID, paused
-        // as a migration destination.
-        Files.createDirectories(backupHost.directory().resolve("vm"));
-        new ProcessBuilder("qemu-img", "create", "-q", "-f", "qcow2", backupHost.directory().resolve("vm/web1.qcow2").toString(), "32M")
-                .inheritIO().start().waitFor();
-        String xml = definition.replace(primaryHost.directory().toString(), backupHost.directory().toString())
-                .replace(primaryHost.tapPrefix(), backupHost.tapPrefix())
-                .replace("</qemu:commandline>", "  <qemu:arg value='-incoming'/>\n    <qemu:arg value='defer'/>\n  </qemu:commandline>");
-        assertTrue(xml.contains("<uuid>" + uuid + "</uuid>"), xml);
-        Domain restored = backup.libvirt().domainCreateXML(xml, START_PAUSED);
+        Domain restored = createdAhead ? ahead : pausedDestination(primaryHost, backupHost, backup, definition, uuid);
         long created = System.nanoTime();
         try (QmpClient qmp = LibvirtQmp.connect(backup, "web1")) {
             qmp.execute("migrate-set-capabilities", Map.of("capabilities", List.of(Map.of("capability", "events", "state", true))));
@@ -134,9 +137,10 @@ class LibvirtRestoreIntegrationTest {
         restored.resume();
         long running = System.nanoTime();
         DomainInfo.DomainState state = restored.getInfo().state;
-        System.out.printf("measure: libvirt restore of epoch %d (self-contained stream %d MiB): kill -> session end %d ms,"
-                        + " stream written %d ms, paused domain created %d ms, stream loaded %d ms, resumed %d ms;"
-                        + " kill -> libvirt reports running %d ms%n", epoch, Files.size(stream) >> 20, ms(sessionEnded - killed),
+        System.out.printf("measure: libvirt restore (destination %s) of epoch %d (self-contained stream %d MiB): kill -> session"
+                        + " end %d ms, stream written %d ms, paused domain created %d ms, stream loaded %d ms, resumed %d ms;"
+                        + " kill -> libvirt reports running %d ms%n", createdAhead ? "created ahead" : "created at failover", epoch,
+                Files.size(stream) >> 20, ms(sessionEnded - killed),
                 ms(streamWritten - sessionEnded), ms(created - streamWritten), ms(loaded - created), ms(running - loaded),
                 ms(running - killed));
         Files.delete(stream);
@@ -186,6 +190,22 @@ class LibvirtRestoreIntegrationTest {
         assertTrue(p.waitFor(30, TimeUnit.SECONDS), "virsh " + String.join(" ", args) + " hangs");
         assertEquals(0, p.exitValue(), "virsh " + String.join(" ", args) + ": " + out);
         return out;
+    }
+
+    /**
+     * The primary's definition on the backup host: its own disk file and tap (host paths mapped), the same name
+     * and UUID, started paused as a migration destination ({@code -incoming defer}).
+     */
+    private static Domain pausedDestination(PrivateLibvirtd primaryHost, PrivateLibvirtd backupHost, LibvirtConnection backup,
+                                            String definition, String uuid) throws Exception {
+        Files.createDirectories(backupHost.directory().resolve("vm"));
+        new ProcessBuilder("qemu-img", "create", "-q", "-f", "qcow2", backupHost.directory().resolve("vm/web1.qcow2").toString(), "32M")
+                .inheritIO().start().waitFor();
+        String xml = definition.replace(primaryHost.directory().toString(), backupHost.directory().toString())
+                .replace(primaryHost.tapPrefix(), backupHost.tapPrefix())
+                .replace("</qemu:commandline>", "  <qemu:arg value='-incoming'/>\n    <qemu:arg value='defer'/>\n  </qemu:commandline>");
+        assertTrue(xml.contains("<uuid>" + uuid + "</uuid>"), xml);
+        return backup.libvirt().domainCreateXML(xml, START_PAUSED);
     }
 
     private static long lastWrites(String console) {
