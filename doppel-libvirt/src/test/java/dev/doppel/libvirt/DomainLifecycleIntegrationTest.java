@@ -85,6 +85,8 @@ class DomainLifecycleIntegrationTest {
         long pid = daemon.qemuPid("life2");
         ProcessHandle qemu = ProcessHandle.of(pid).orElseThrow();
         assertTrue(qemu.info().command().orElse("").contains("qemu-system"), "pid " + pid + " is QEMU");
+        // Doppel finds the same process without libvirt's pid file (fencing needs it)
+        assertEquals(pid, DomainProcess.qemuOf("life2", connection.domain("life2").getUUIDString()).orElseThrow().pid());
 
         long killed = System.nanoTime();
         new ProcessBuilder("kill", "-KILL", Long.toString(pid)).start().waitFor();

@@ -2,6 +2,7 @@ package dev.doppel.remus.libvirt;
 
 import dev.doppel.hostnet.HostSockets;
 import dev.doppel.libvirt.DomainDeviceModel;
+import dev.doppel.libvirt.DomainProcess;
 import dev.doppel.libvirt.DomainXml;
 import dev.doppel.libvirt.LibvirtConnection;
 import dev.doppel.libvirt.LibvirtQmp;
@@ -84,7 +85,9 @@ class LibvirtPrimaryProtectorIntegrationTest {
                 });
         BlockingQueue<ControlMessage> controlMessages = new LinkedBlockingQueue<>();
         control.register("web1", controlMessages::add);
-        ProcessHandle qemu = ProcessHandle.of(daemon.qemuPid("web1")).orElseThrow();
+        // The QEMU that fencing kills and whose exit means "primary down": found as product code would find it.
+        ProcessHandle qemu = DomainProcess.qemuOf("web1", model.uuid()).orElseThrow();
+        assertEquals(daemon.qemuPid("web1"), qemu.pid());
         Path runDir = Files.createDirectories(daemon.directory().resolve("vm/web1.run"));
 
         QmpClient qmp = LibvirtQmp.connect(connection, "web1");
