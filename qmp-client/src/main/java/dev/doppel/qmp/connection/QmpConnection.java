@@ -9,8 +9,8 @@ import java.io.IOException;
  * A message-level QMP channel: JSON objects out, JSON objects in, plus one end-of-connection notice. It knows
  * framing and JSON, not QMP semantics (greeting, ids, events are the client's business).
  *
- * <p>{@link StreamQmpConnection} implements it over any {@link dev.doppel.qmp.transport.QmpTransport}; a
- * libvirt-backed implementation would implement it directly (see the transport package documentation).
+ * <p>{@link StreamQmpConnection} implements it over any {@link dev.doppel.qmp.transport.QmpTransport};
+ * doppel-libvirt's {@code LibvirtQmpConnection} implements it directly (see the transport package documentation).
  */
 public interface QmpConnection extends AutoCloseable {
 

@@ -567,20 +567,33 @@ public final class BackupStore implements AutoCloseable {
     }
 
     public synchronized void writeRestoreStream(OutputStream sink) throws IOException {
+        writeStream(sink, true, "restoreStream");
+    }
+
+    /**
+     * Like {@link #writeRestoreStream} but self-contained: every block's pages, the main RAM too, and no
+     * {@code x-ignore-shared}. For a restoring QEMU whose RAM is its own rather than the store's file, e.g. a
+     * libvirt domain (libvirt chooses its memory backend); costs reading and loading the whole RAM.
+     */
+    public synchronized void writeSelfContainedRestoreStream(OutputStream sink) throws IOException {
+        writeStream(sink, false, "selfContainedRestoreStream");
+    }
+
+    private void writeStream(OutputStream sink, boolean ignoreShared, String what) throws IOException {
         awaitApplied();
-        StoreMetadata m = requireCommitted("restoreStream");
+        StoreMetadata m = requireCommitted(what);
         int ps = m.pageSize();
         MigrationStreamWriter w = new MigrationStreamWriter(sink, ps);
         w.header();
-        w.configuration(m.machineType(), List.of("x-ignore-shared"));
+        w.configuration(m.machineType(), ignoreShared ? List.of("x-ignore-shared") : List.of());
         w.sectionStart(StreamTags.SECTION_START, m.ramSectionId(), StreamTags.RAM_IDSTR, m.ramInstanceId(), m.ramVersion());
         // The main block's address must equal the restoring QEMU's (QEMU checks it for ignored
         // blocks): a memory backend's region sits at 0 (its aliases map it into the guest).
-        w.blockList(m.blocks(), true);
+        w.blockList(m.blocks(), ignoreShared);
         byte[] page = new byte[ps];
         int main = m.mainBlockIndex();
         for (int b = 0; b < m.blocks().size(); b++) {
-            if (b == main) {
+            if (ignoreShared && b == main) {
                 continue;
             }
             // Opened here rather than using the commit channels: a restore may run after the
