@@ -32,11 +32,14 @@ import picocli.CommandLine.Option;
 
 /**
  * {@code doppel fork run|example}: VM fork from the host or from inside the guest, end to end in one
- * command (the fork controller lives as long as the command; a long-running daemon with a REST API
- * comes with the remote-clone work).
+ * command (the fork controller and its family live as long as the command, also when a daemon runs:
+ * they are self-contained demonstrations, and {@code --host} clones run on namespaces the command
+ * creates). Families that outlive the command live in the daemon: {@code fork start|clone|list|kill|wait}
+ * ({@link FamilyCommands}).
  */
 @Command(name = "fork", description = "Fork a running VM into clones (SnowFlock-style).",
-        subcommands = {ForkCommand.Run.class, ForkCommand.Example.class})
+        subcommands = {ForkCommand.Run.class, ForkCommand.Example.class, FamilyCommands.Start.class, FamilyCommands.Clone.class,
+                FamilyCommands.ListFamilies.class, FamilyCommands.Kill.class, FamilyCommands.Wait.class})
 public final class ForkCommand {
 
     @Command(name = "run", description = "Boot a forkable guest, fork it into N clones, show them, then clean up.")

@@ -149,14 +149,22 @@ class DaemonApiIntegrationTest {
             // network was taken away meanwhile cannot be adopted: it is removed, processes and files, and reported.
             String kept = TestVms.uniqueName("keep");
             String broken = TestVms.uniqueName("brk");
-            for (String f : List.of(kept, broken)) {
-                assertEquals(201, local(sock, "POST", "/api/v1/families", "{\"name\":\"" + f + "\",\"memMiB\":128}").status());
-            }
-            for (String f : List.of(kept, broken)) {
-                awaitConsole(sock, f, "DOPPEL-READY");
-                assertEquals(201, local(sock, "POST", "/api/v1/families/" + f + "/fork", "{\"clones\":1}").status());
-            }
+            // The kept family through the CLI's words (fork start|clone|list), the daemon's clients.
+            String familyStarted = String.join("\n", CliChild.runWithEnvironment(viaDaemon, Duration.ofSeconds(120), "fork", "start", kept, "--mem", "128"));
+            assertTrue(familyStarted.contains("family " + kept + " started"), familyStarted);
+            assertEquals(201, local(sock, "POST", "/api/v1/families", "{\"name\":\"" + broken + "\",\"memMiB\":128}").status());
+            awaitConsole(sock, kept, "DOPPEL-READY");
+            String cloned = String.join("\n", CliChild.runWithEnvironment(viaDaemon, Duration.ofSeconds(120), "fork", "clone", kept, "-n", "1"));
+            assertTrue(cloned.contains("forked " + kept + " into 1 clones") && cloned.contains(kept + "-f1c1"), cloned);
+            awaitConsole(sock, broken, "DOPPEL-READY");
+            assertEquals(201, local(sock, "POST", "/api/v1/families/" + broken + "/fork", "{\"clones\":1}").status());
+            awaitForkReady(sock, kept);   // the parent moved back onto a shared memory file: its process is settled
             Map<String, Long> pidsBefore = familyPids(local(sock, "GET", "/api/v1/families", null).json(), kept);
+            String listedFamilies = String.join("\n", CliChild.runWithEnvironment(viaDaemon, Duration.ofSeconds(60), "fork", "list"));
+            for (Map.Entry<String, Long> m : pidsBefore.entrySet()) {
+                assertTrue(listedFamilies.lines().anyMatch(l -> l.contains(m.getKey()) && l.contains(" " + m.getValue() + " ")
+                        && l.endsWith("running")), "fork list should show " + m + ":\n" + listedFamilies);
+            }
             assertEquals(2, pidsBefore.size(), "the kept family's parent and clone: " + pidsBefore);
             d.kill9();
             for (long pid : pidsBefore.values()) {
@@ -177,6 +185,7 @@ class DaemonApiIntegrationTest {
             Curl again = local(sock, "POST", "/api/v1/families/" + kept + "/fork", "{\"clones\":1}");
             assertEquals(201, again.status(), "a fork of an adopted family: " + again.body());
             // A graceful stop lets the family go (it runs on), and the next daemon adopts it again.
+            awaitForkReady(sock, kept);
             Map<String, Long> pidsAfterFork = familyPids(local(sock, "GET", "/api/v1/families", null).json(), kept);
             assertEquals(3, pidsAfterFork.size(), "parent and two clones: " + pidsAfterFork);
             d.stopGracefully();
@@ -190,7 +199,8 @@ class DaemonApiIntegrationTest {
             HostCommand.run("kill", "-9", Long.toString(pidsBefore.get(firstClone)));
             assertEquals(-1, local(sock, "POST", "/api/v1/families/" + firstClone + "/wait?timeoutMs=10000", null).json()
                     .path("exitCode").asInt(), "a clone killed from outside has ended");
-            assertEquals(200, local(sock, "DELETE", "/api/v1/families/" + kept, null).status());
+            String killed = String.join("\n", CliChild.runWithEnvironment(viaDaemon, Duration.ofSeconds(60), "fork", "kill", kept));
+            assertTrue(killed.contains(kept + " killed"), killed);
             Thread.sleep(1000);   // the family closes in the background once its last member is gone
             assertTrue(!dev.doppel.hostnet.NetNamespace.exists("dpf-" + kept), "the ended family's network must be removed");
             assertEquals("", HostCommand.tryRun(List.of("pgrep", "-af", kept)).stdout().strip(), "the ended family's QEMUs");
@@ -212,6 +222,20 @@ class DaemonApiIntegrationTest {
         assertTrue(ProcessHandle.of(qemuPid).isEmpty(), "the VM's QEMU must be gone");
         assertTrue(!Files.exists(home), "the daemon's directories must be gone");
         assertEquals("", HostCommand.tryRun(List.of("pgrep", "-af", vm + "|" + family)).stdout().strip(), "processes left");
+    }
+
+    /** Waits until the family's root can fork without a reshare (its reshare after the last fork is done). */
+    private static void awaitForkReady(String sock, String family) throws Exception {
+        long deadline = System.nanoTime() + Duration.ofSeconds(120).toNanos();
+        while (System.nanoTime() < deadline) {
+            for (JsonNode root : local(sock, "GET", "/api/v1/families", null).json()) {
+                if (root.path("name").asText().equals(family) && root.path("forkReady").asBoolean()) {
+                    return;
+                }
+            }
+            Thread.sleep(200);
+        }
+        throw new AssertionError("family " + family + ": its root never became fork-ready");
     }
 
     /** Name → pid of every member of {@code family} in the API's family trees. */

@@ -49,9 +49,12 @@ public final class ForkFamilies implements AutoCloseable {
         }
     });
 
-    /** One family member as the API lists it. */
-    public record Member(String name, long pid, String ip, String mac, int cloneId, boolean running, Integer exitCode,
-                         List<Member> children) {
+    /**
+     * One family member as the API lists it; {@code forkReady}: it runs on a shared memory file, so a
+     * fork needs no reshare first (false for a while after each fork, while it moves back onto one).
+     */
+    public record Member(String name, long pid, String ip, String mac, int cloneId, boolean running, boolean forkReady,
+                         Integer exitCode, List<Member> children) {
     }
 
     /** How to boot a family's parent: Doppel's guest (workload {@code run}) or a disk image with qemu-guest-agent. */
@@ -291,7 +294,8 @@ public final class ForkFamilies implements AutoCloseable {
 
     private Member member(ForkableVm v) {
         Integer code = v.exitCode().isDone() ? v.exitCode().getNow(null) : null;
-        return new Member(v.name(), v.pid(), v.address().ip(), v.address().mac(), v.cloneId(), v.isRunning(), code,
+        return new Member(v.name(), v.pid(), v.address().ip(), v.address().mac(), v.cloneId(), v.isRunning(),
+                v.isRunning() && v.hasSharedMemory(), code,
                 v.children().stream().map(this::member).toList());
     }
 
