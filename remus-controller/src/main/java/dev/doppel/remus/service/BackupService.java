@@ -182,7 +182,12 @@ public final class BackupService implements AutoCloseable {
             BackupGuard guard = new BackupGuard(launcher, spec, endpoint, detection, BackupGuard.Fencing.of(coord, holder),
                     hooks.restoredOutliveUs() ? dev.doppel.vm.VmProcess.StartOptions.detached() : dev.doppel.vm.VmProcess.StartOptions.defaults());
             control.register(vm, guard::onControl);
-            guard.failover().thenAccept(f -> describeRestored(f, spec));
+            guard.failover().thenAccept(f -> {
+                describeRestored(f, spec);
+                if (hooks.restoredOutliveUs()) {
+                    handOverLease(f, coord);
+                }
+            });
             guard.failover().whenComplete((f, err) -> {
                 if (err == null) {
                     hooks.events().failedOver(vm, f);
@@ -221,6 +226,38 @@ public final class BackupService implements AutoCloseable {
         } catch (IOException | RuntimeException e) {
             log.warn("vm={} epoch={} event=restored-vm-undescribed cause=\"{}\" note=\"it cannot be protected again\"", spec.name(),
                     f.epoch(), e.getMessage());
+        }
+    }
+
+    /**
+     * Hands a restored VM's lease to a guard of the VM's own — a process like a primary's, which outlives
+     * this service as the VM does, keeps fencing it (it stops the VM if it loses the lease) and is where
+     * {@code doppel protect} finds the VM's ownership when it protects it again from this host. Without the
+     * handover the lease would end with this service's session, and a new protection's guard could not
+     * claim a VM whose record names this service's holder.
+     *
+     * <p>The guard claims as this service's holder (the record names it since the takeover), after the
+     * service let its own lease go. Only where the coordination service outlived the primary: one embedded
+     * in the dead primary's guard took the service's session, and so the lease, with it.
+     */
+    private void handOverLease(BackupGuard.Failover f, Coordinator coord) {
+        String vm = f.vm().name();
+        if (!f.lease().held()) {
+            events.accept("VM " + vm + ": no lease to hand over (the coordination service went with the primary"
+                    + " or the session was lost); it runs unfenced until it is protected again");
+            return;
+        }
+        f.lease().close();
+        try {
+            var guard = dev.doppel.remus.guard.GuardProcess.attachOrStart(new dev.doppel.remus.guard.GuardProcess.Spec(vm,
+                    f.vm().pid(), holder, f.vm().runDir().path(), f.vm().runDir().path().resolve("guard.log"), null,
+                    coord.connectString(), null, tls, Coordinator.DEFAULT_SESSION, Duration.ofSeconds(10), false));
+            // Not guard.close(): that would ask the guard to give the lease back. The client holds nothing open.
+            events.accept("VM " + vm + ": its lease is held by a guard of its own now (fencing token " + guard.token() + ")");
+        } catch (IOException | RuntimeException e) {
+            log.warn("vm={} epoch={} event=lease-handover-failed cause=\"{}\" note=\"the VM runs unfenced until it is protected again\"",
+                    vm, f.epoch(), e.getMessage());
+            events.accept("VM " + vm + ": the lease handover to its own guard failed (" + e.getMessage() + ")");
         }
     }
 
