@@ -2,7 +2,6 @@ package dev.doppel.cli;
 
 import dev.doppel.remus.service.BackupService;
 import dev.doppel.vm.NicSpec;
-import dev.doppel.vm.PatchedQemuPrefix;
 import dev.doppel.vm.VmLauncher;
 import java.nio.file.Path;
 import java.time.Duration;
@@ -46,7 +45,7 @@ public final class BackupCommand {
             VmLauncher stock = VmLauncher.create(accel.forced());
             // A failed-over VM runs on the COLO-patched QEMU, like a 'vm start --colo' one: it can then be
             // protected again (the stock 10.0.0-10.0.6 binary never enters COLO as a primary).
-            VmLauncher launcher = new VmLauncher(dev.doppel.vm.QemuBinary.atPrefix(PatchedQemuPrefix.find()), stock.accelerator());
+            VmLauncher launcher = stock.onPatchedQemu();
             DateTimeFormatter t = DateTimeFormatter.ofPattern("HH:mm:ss.SSS");
             try (GracefulStop stop = new GracefulStop("backup-serve", Duration.ofSeconds(20));
                  BackupService service = new BackupService(launcher, ProtectCommand.parse(listen), store, Duration.ofMillis(detectionMs),

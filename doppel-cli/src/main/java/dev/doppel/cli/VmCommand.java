@@ -2,7 +2,6 @@ package dev.doppel.cli;
 
 import dev.doppel.vm.DiskImageVm;
 import dev.doppel.vm.MemorySize;
-import dev.doppel.vm.PatchedQemuPrefix;
 import dev.doppel.vm.VmLauncher;
 import dev.doppel.vm.VmDefinition;
 import dev.doppel.vm.VmProcess;
@@ -63,7 +62,7 @@ public final class VmCommand {
             }
             VmLauncher launcher = VmLauncher.create(accel.forced());
             if (colo) {
-                launcher = new VmLauncher(dev.doppel.vm.QemuBinary.atPrefix(PatchedQemuPrefix.find()), launcher.accelerator());
+                launcher = launcher.onPatchedQemu();
             }
             VmDefinition.Started started = new VmDefinition(name, image, writeImage,
                     mem == null ? 0 : MemorySize.mib(mem), cpus, run, params, memFile, disk, userNet,

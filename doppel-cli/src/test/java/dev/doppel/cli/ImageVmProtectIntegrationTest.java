@@ -102,13 +102,7 @@ class ImageVmProtectIntegrationTest {
     }
 
     static Path realGuestImage() {
-        String p = System.getProperty("doppel.real.guest.image");
-        Path image = p == null || p.isBlank() || p.contains("${")
-                ? Path.of(System.getProperty("user.home"), ".cache", "doppel", "real-guest", "current", "disk.qcow2") : Path.of(p);
-        if (!Files.isRegularFile(image)) {
-            throw new IllegalStateException("no real guest disk at " + image + ": run ./scripts/setup (or scripts/build-real-guest)");
-        }
-        return image;
+        return dev.doppel.vm.RealGuestDisk.fromSystemProperty();
     }
 
     private static int freePort() throws IOException {

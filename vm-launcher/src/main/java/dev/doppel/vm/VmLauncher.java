@@ -36,6 +36,14 @@ public final class VmLauncher {
         return create(Accelerator.parseOrAuto(System.getenv("DOPPEL_ACCEL")));
     }
 
+    /**
+     * The same accelerator choice on Doppel's COLO-patched QEMU ({@link PatchedQemuPrefix}): what a
+     * Remus primary, and a failed-over VM that may be protected again, must run on.
+     */
+    public VmLauncher onPatchedQemu() throws java.io.IOException, InterruptedException {
+        return new VmLauncher(QemuBinary.atPrefix(PatchedQemuPrefix.find()), accel);
+    }
+
     public QemuBinary qemu() {
         return qemu;
     }

@@ -11,7 +11,6 @@ import dev.doppel.vm.DiskImageVm;
 import dev.doppel.vm.VmLauncher;
 import dev.doppel.vm.VmSpec;
 import dev.doppel.vm.qga.QgaClient;
-import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
@@ -44,11 +43,7 @@ public final class ForkRealBench implements Callable<Integer> {
 
     @Override
     public Integer call() throws Exception {
-        Path disk = image != null ? image
-                : Path.of(System.getProperty("user.home"), ".cache", "doppel", "real-guest", "current", "disk.qcow2");
-        if (!Files.isRegularFile(disk)) {
-            throw new IllegalStateException("no guest disk at " + disk + ": run ./scripts/setup (or scripts/build-real-guest)");
-        }
+        Path disk = dev.doppel.vm.RealGuestDisk.require(image);
         String format = DiskImageVm.format(disk);
         String name = "frb" + ProcessHandle.current().pid() % 100000;
         VmSpec spec = DiskImageVm.spec(name, disk, format).memoryMiB(memMiB).vcpus(1).build();

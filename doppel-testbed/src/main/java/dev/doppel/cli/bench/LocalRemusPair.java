@@ -17,8 +17,6 @@ import dev.doppel.tls.Pki;
 import dev.doppel.remus.primary.PrimaryProtector;
 import dev.doppel.remus.primary.ProtectionOptions;
 import dev.doppel.vm.FileTrees;
-import dev.doppel.vm.PatchedQemuPrefix;
-import dev.doppel.vm.QemuBinary;
 import dev.doppel.vm.VmLauncher;
 import dev.doppel.vm.VmProcess;
 import dev.doppel.vm.VmSpec;
@@ -62,7 +60,7 @@ final class LocalRemusPair implements AutoCloseable {
         } else {
             tls = PeerTls.INSECURE;
         }
-        VmLauncher patched = new VmLauncher(QemuBinary.atPrefix(PatchedQemuPrefix.find()), stock.accelerator());
+        VmLauncher patched = stock.onPatchedQemu();
         primary = patched.start(spec);
         backupServer = new BackupServer(storeRoot, HostSockets.LOCAL, tls);
         endpoint = backupServer.listen(new ProtectedVm(spec.name(), null, 0, Duration.ofSeconds(30), Duration.ofSeconds(30)),

@@ -5,9 +5,7 @@ import dev.doppel.remus.testbed.KvFailoverRound;
 import dev.doppel.remus.testbed.KvFailoverRound.Kill;
 import dev.doppel.remus.testbed.KvFailoverRound.KillMode;
 import dev.doppel.vm.FileTrees;
-import dev.doppel.vm.PatchedQemuPrefix;
 import dev.doppel.vm.GuestImage;
-import dev.doppel.vm.QemuBinary;
 import dev.doppel.vm.VmLauncher;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -88,7 +86,7 @@ public final class RemusCampaignBench implements Callable<Integer> {
     @Override
     public Integer call() throws Exception {
         VmLauncher stock = VmLauncher.create(accel.forced());
-        VmLauncher patched = new VmLauncher(QemuBinary.atPrefix(PatchedQemuPrefix.find()), stock.accelerator());
+        VmLauncher patched = stock.onPatchedQemu();
         GuestImage image = GuestImage.locate();
         ProtectionOptions options = new ProtectionOptions(Duration.ofMillis(intervalMs), Duration.ofSeconds(1),
                 Duration.ofSeconds(120), Duration.ofSeconds(2));

@@ -53,11 +53,7 @@ public final class RemusPgBench implements Callable<Integer> {
 
     @Override
     public Integer call() throws Exception {
-        Path disk = image != null ? image
-                : Path.of(System.getProperty("user.home"), ".cache", "doppel", "real-guest", "current", "disk.qcow2");
-        if (!Files.isRegularFile(disk)) {
-            throw new IllegalStateException("no guest disk at " + disk + ": run ./scripts/setup (or scripts/build-real-guest)");
-        }
+        Path disk = dev.doppel.vm.RealGuestDisk.require(image);
         Thread cleanup = new Thread(this::cleanUp, "remus-pg-cleanup");
         Runtime.getRuntime().addShutdownHook(cleanup);   // Ctrl-C or kill: no VM, child or file left
         try {
