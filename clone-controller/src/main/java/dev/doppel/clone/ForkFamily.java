@@ -200,7 +200,8 @@ public final class ForkFamily implements AutoCloseable {
             g.acquire();
             g.release();
         });
-        disks.values().stream().filter(d -> d.owned() && d.users() == 0).forEach(d -> {
+        // (An overlay's release also releases its backing; one freed that way is skipped when the loop reaches it.)
+        disks.values().stream().filter(d -> d.owned() && d.users() == 0 && !d.isFreed()).forEach(d -> {
             d.acquire();
             d.release();
         });
