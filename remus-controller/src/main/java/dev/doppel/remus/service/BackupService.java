@@ -185,7 +185,11 @@ public final class BackupService implements AutoCloseable {
             guard.failover().thenAccept(f -> {
                 describeRestored(f, spec);
                 if (hooks.restoredOutliveUs()) {
-                    handOverLease(f, coord);
+                    // Off the failover's thread: starting a guard takes a JVM start (seconds), and the
+                    // failover's other listeners (events, metrics) must not wait for it.
+                    Thread t = new Thread(() -> handOverLease(f, coord), "lease-handover-" + vm);
+                    t.setDaemon(true);
+                    t.start();
                 }
             });
             guard.failover().whenComplete((f, err) -> {
