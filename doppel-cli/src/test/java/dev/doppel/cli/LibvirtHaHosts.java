@@ -130,14 +130,36 @@ final class LibvirtHaHosts implements AutoCloseable {
         return Map.of("DOPPEL_RUN_DIR", work.resolve("run").toString());
     }
 
+    /** The primary's guard log ({@code libvirt/web1/qemu-PID/guard.log}; the test has one primary QEMU), or null. */
     Path guardLog() {
-        return work.resolve("run/libvirt/" + VM + "/guard.log");
+        Path dir = work.resolve("run/libvirt/" + VM);
+        if (!Files.isDirectory(dir)) {
+            return null;
+        }
+        try (var qemus = Files.list(dir)) {
+            return qemus.map(d -> d.resolve("guard.log")).filter(Files::exists).findFirst().orElse(null);
+        } catch (IOException e) {
+            return null;
+        }
     }
 
     private CliChild own(CliChild c) {
         c.keepOutputIn(Path.of("target", "cli-logs"));
         children.add(c);
         return c;
+    }
+
+    /** virsh against one host's libvirtd: "exit N: output", whatever N is (for observations, not judgements). */
+    static String virshObserved(PrivateLibvirtd host, String... args) throws IOException, InterruptedException {
+        List<String> cmd = new ArrayList<>(List.of("virsh", "-q", "-c", host.uri()));
+        cmd.addAll(List.of(args));
+        Process p = new ProcessBuilder(cmd).redirectErrorStream(true).start();
+        String out = new String(p.getInputStream().readAllBytes(), StandardCharsets.UTF_8).trim();
+        if (!p.waitFor(30, TimeUnit.SECONDS)) {
+            p.destroyForcibly();
+            return "hangs";
+        }
+        return "exit " + p.exitValue() + ": " + out;
     }
 
     /** virsh against one host's libvirtd: its trimmed output; fails on a non-zero exit. */
@@ -168,7 +190,7 @@ final class LibvirtHaHosts implements AutoCloseable {
             closeQuietly(c);
         }
         Path guardLog = guardLog();
-        if (Files.exists(guardLog)) {
+        if (guardLog != null) {
             try {
                 // kept for the reader of a failure
                 Files.copy(guardLog, Files.createDirectories(Path.of("target", "cli-logs")).resolve("libvirt-" + VM + "-guard.log"),

@@ -44,6 +44,11 @@ class LibvirtProtectIntegrationTest {
             // Story 1: the domain's own device model, read from libvirt: output held on its netdev, its disk mirrored.
             assertTrue(protect.printed(Pattern.compile("output held on \\[hostnet0\\], disks \\[libvirt-\\d+-format\\]")), protect.tail());
             assertTrue(protect.printed(Pattern.compile("disk exports \\{libvirt-\\d+-format=")), "disk replicated: " + protect.tail());
+            // What libvirt makes of the mirror job it did not start (for docs/libvirt.md; not a judgement).
+            System.out.println("observe: virsh blockjob web1 vda --info while protected: "
+                    + LibvirtHaHosts.virshObserved(hosts.primaryHost, "blockjob", VM, "vda", "--info"));
+            System.out.println("observe: virsh domstate web1 --reason while protected: "
+                    + LibvirtHaHosts.virshObserved(hosts.primaryHost, "domstate", VM, "--reason"));
 
             InetSocketAddress kv = new InetSocketAddress(hosts.bed.guestIp(), LibvirtHaHosts.KV_PORT);
             try (KvClient client = new KvClient(hosts.bed.client().sockets(), kv, "lv", 4)) {
@@ -80,6 +85,10 @@ class LibvirtProtectIntegrationTest {
             assertEquals("running (unpaused)", virsh(hosts.backupHost, "domstate", VM, "--reason"));
             assertTrue(virsh(hosts.backupHost, "list", "--name").lines().anyMatch(VM::equals));
             assertEquals(uuid, virsh(hosts.backupHost, "domuuid", VM), "same UUID on the backup host");
+            // libvirt knows where the disk now is: the backup's replica, which had every acknowledged write.
+            String disks = virsh(hosts.backupHost, "domblklist", VM);
+            assertTrue(disks.matches("(?s)vda\\s+" + Pattern.quote(hosts.work.resolve("store").toString()) + "/web1/\\d+-disks/\\S+\\.raw.*"),
+                    disks);
             String status = virsh(hosts.backupHost, "qemu-monitor-command", VM, "{\"execute\":\"query-status\"}");
             assertTrue(status.contains("\"status\":\"running\""), status);
             // ... and on the primary host: the domain is gone there (libvirt saw its QEMU fail).

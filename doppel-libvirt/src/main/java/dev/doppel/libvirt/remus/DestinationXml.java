@@ -25,8 +25,8 @@ import org.xml.sax.InputSource;
  *   <li>a bridge or network NIC loses its tap name ({@code <target dev>}): the tap is a host's own device, and the
  *       primary's may still exist while its libvirtd cleans up; this host's libvirt names one. MAC, model and
  *       bridge stay (the guest's address moves with its MAC);</li>
- *   <li>QEMU waits for the checkpoint ({@code -incoming defer} in {@code <qemu:commandline>}); the domain is started
- *       paused and resumed once the checkpoint is loaded.</li>
+ *   <li>QEMU waits for the checkpoint ({@code -incoming defer} in {@code <qemu:commandline>}, replacing one a domain
+ *       that failed over before still has); the domain is started paused and resumed once the checkpoint is loaded.</li>
  * </ul>
  * Name, UUID, memory, machine type, emulator and every other device stay the primary's: the checkpoint's device
  * state must find the identical device model. Other host paths (console log, kernel) must exist on this host, as
@@ -96,12 +96,33 @@ final class DestinationXml {
             cmdline = doc.createElementNS(QEMU_NS, "qemu:commandline");
             root.appendChild(cmdline);
         }
+        removeIncoming(cmdline);
         for (String arg : List.of("-incoming", "defer")) {
             Element a = doc.createElementNS(QEMU_NS, "qemu:arg");
             a.setAttribute("value", arg);
             cmdline.appendChild(a);
         }
         return serialize(doc);
+    }
+
+    /**
+     * A domain that failed over before was started with {@code -incoming defer} and keeps it in its definition;
+     * QEMU takes one {@code -incoming}: the old pair goes.
+     */
+    private static void removeIncoming(Element cmdline) {
+        List<Element> args = new ArrayList<>();
+        for (Node n = cmdline.getFirstChild(); n != null; n = n.getNextSibling()) {
+            if (n instanceof Element e && "arg".equals(e.getLocalName()) && QEMU_NS.equals(e.getNamespaceURI())) {
+                args.add(e);
+            }
+        }
+        for (int i = 0; i + 1 < args.size(); i++) {
+            if (args.get(i).getAttribute("value").equals("-incoming")) {
+                cmdline.removeChild(args.get(i));
+                cmdline.removeChild(args.get(i + 1));
+                i++;
+            }
+        }
     }
 
     private static Document parse(String xml) {

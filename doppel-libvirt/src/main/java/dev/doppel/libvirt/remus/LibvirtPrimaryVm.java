@@ -27,8 +27,8 @@ import org.libvirt.LibvirtException;
  * libvirt's monitor, the QEMU process found by the domain's UUID, the device model from the domain's live XML (the
  * netdevs {@code hostnetN} whose output is held, the disks' {@code libvirt-N-format} nodes), the inactive XML for the
  * backup to restore the domain from, and libvirt's lifecycle events telling an owner's stop from a crash. Doppel's
- * own files for the domain (guard socket and log) are under {@code $DOPPEL_RUN_DIR/libvirt/NAME}: libvirt's
- * directories are libvirt's.
+ * own files for the domain (guard socket and log) are under {@code $DOPPEL_RUN_DIR/libvirt/NAME/qemu-PID}:
+ * libvirt's directories are libvirt's.
  */
 public final class LibvirtPrimaryVm implements PrimaryVm {
     /** VIR_DOMAIN_XML_INACTIVE: the definition to start the domain anew (no aliases, no runtime state). */
@@ -74,7 +74,9 @@ public final class LibvirtPrimaryVm implements PrimaryVm {
                     .orElseThrow(() -> new IllegalStateException("libvirt domain '" + name + "' (UUID " + model.uuid()
                             + ") has no QEMU process on this host: is it running, and is libvirtd at " + uri + " on this host?"))
                     .pid();
-            Path stateDir = Files.createDirectories(VmRunDir.root().resolve("libvirt").resolve(name));
+            // Per QEMU process: a re-attaching controller finds the same guard; a domain started anew (after a
+            // failover, say) must not find the embedded ZooKeeper data of a guard of its previous life.
+            Path stateDir = Files.createDirectories(VmRunDir.root().resolve("libvirt").resolve(name).resolve("qemu-" + pid));
             return new LibvirtPrimaryVm(connection, model, definition, pid, stateDir);
         } catch (IOException | RuntimeException e) {
             connection.close();

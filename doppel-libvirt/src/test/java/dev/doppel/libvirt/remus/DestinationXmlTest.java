@@ -68,6 +68,9 @@ class DestinationXmlTest {
         String xml = DestinationXml.of(plain, List.of(Path.of("/r.raw")));
         assertTrue(xml.contains("http://libvirt.org/schemas/domain/qemu/1.0"), xml);
         assertTrue(xml.contains("value=\"-incoming\""), xml);
+        String again = DestinationXml.of(xml, List.of(Path.of("/r2.raw")));
+        assertEquals(1, again.split("value=\"-incoming\"", -1).length - 1, "a domain restored before gets one -incoming: " + again);
+        assertTrue(again.contains("/r2.raw"), again);
         IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> DestinationXml.of(PRIMARY, List.of()));
         assertTrue(e.getMessage().contains("1 disks with an image, the backup 0 replicas"), e.getMessage());
     }
