@@ -91,7 +91,7 @@ public final class ProtectCommand implements Callable<Integer> {
 
     /**
      * A libvirt domain, protected by this command (the daemon does not protect libvirt domains yet). Its guard's
-     * files and the status are under {@code $DOPPEL_RUN_DIR/libvirt/DOMAIN}. Ends when interrupted (the domain runs
+     * files and the status are under {@code $DOPPEL_RUN_DIR/libvirt/DOMAIN/qemu-PID}. Ends when interrupted (the domain runs
      * on, unprotected), when its QEMU is gone (killed: the backup takes over), or when its owner stops it through
      * libvirt ({@code virsh destroy}/{@code shutdown}: the backup stands down).
      */
@@ -107,8 +107,13 @@ public final class ProtectCommand implements Callable<Integer> {
         VmRunDir dir = new VmRunDir(domain.stateDir());
         GracefulStop stop = new GracefulStop("protect", Duration.ofSeconds(20));
         ProtectionStatus last;
-        try (PrimarySession session = PrimarySession.protect(domain, intent(), ProtectionEvents.NONE, System.out::println)) {
-            run(dir, session, stop);
+        try {
+            PrimarySession session = PrimarySession.protect(domain, intent(), ProtectionEvents.NONE, System.out::println);
+            try {
+                run(dir, session, stop);
+            } finally {
+                session.close();   // waits for libvirt's word on why the QEMU ended, if it did
+            }
             last = session.status();
         } finally {
             Files.deleteIfExists(dir.protectionFile());

@@ -50,8 +50,9 @@ public final class VmGuard implements AutoCloseable {
     private static final ObjectMapper MAPPER = new ObjectMapper();
     private static final Duration TAKEOVER_WAIT = Duration.ofSeconds(15);
 
-    /** Everything a guard is started with (the command line of {@link GuardMain}). */
     /**
+     * Everything a guard is started with (the command line of {@link GuardMain}).
+     *
      * @param verdictWait how long, once the QEMU is gone, the guard keeps the lease waiting for the controller's
      *                    verdict on the exit ({@link GuardClient#stoppedByOwner}, {@link GuardClient#crashed}); zero
      *                    when the VM's manager gives no cause (a VM Doppel started): the lease is given back at once
