@@ -29,6 +29,11 @@ public final class BackupCommand {
         @Option(names = "--forward", description = "host port forward for the user-mode network of a failed-over VM, QEMU hostfwd syntax "
                 + "(e.g. tcp:127.0.0.1:15432-:5432: the same address as on the primary, which is free once the primary is gone)")
         java.util.List<String> forwards = new java.util.ArrayList<>();
+        @Option(names = "--libvirt", description = "this host's libvirtd URI (e.g. qemu:///system): protected libvirt domains "
+                + "fail over into it, same name and UUID, from the domain XML their primary sent") String libvirt;
+        @Option(names = "--libvirt-map", description = "FROM=TO: a host path prefix of the primary's domain XML that is TO on this "
+                + "host (repeatable; other paths must exist here too, as for libvirt's own migration)")
+        java.util.List<String> libvirtMap = new java.util.ArrayList<>();
         @Mixin AccelOption accel;
         @Mixin TlsOption tls;
 
@@ -39,9 +44,19 @@ public final class BackupCommand {
         public Integer call() throws Exception {
             try (DaemonMode daemon = DaemonMode.find()) {
                 if (daemon != null) {
+                    if (libvirt != null) {
+                        throw new IllegalArgumentException("--libvirt: doppeld does not serve libvirt domains yet; "
+                                + "run 'backup serve' without a daemon (DOPPEL_NO_DAEMON=1)");
+                    }
                     return serveThroughDaemon(daemon);
                 }
             }
+            try (LibvirtTarget target = LibvirtTarget.open(libvirt, libvirtMap)) {
+                return serve(target);
+            }
+        }
+
+        private Integer serve(LibvirtTarget libvirtTarget) throws Exception {
             VmLauncher stock = VmLauncher.create(accel.forced());
             // A failed-over VM runs on the COLO-patched QEMU, like a 'vm start --colo' one: it can then be
             // protected again (the stock 10.0.0-10.0.6 binary never enters COLO as a primary).
@@ -49,7 +64,8 @@ public final class BackupCommand {
             DateTimeFormatter t = DateTimeFormatter.ofPattern("HH:mm:ss.SSS");
             try (GracefulStop stop = new GracefulStop("backup-serve", Duration.ofSeconds(20));
                  BackupService service = new BackupService(launcher, ProtectCommand.parse(listen), store, Duration.ofMillis(detectionMs),
-                    new NicSpec.Netdev.User(forwards), coordinator, holder != null ? holder : "backup@" + listen, tls.load(), line -> System.out.println(LocalTime.now().format(t) + " " + line))) {
+                    new NicSpec.Netdev.User(forwards), coordinator, holder != null ? holder : "backup@" + listen, tls.load(), line -> System.out.println(LocalTime.now().format(t) + " " + line),
+                    BackupService.Hooks.FOREGROUND.withRestoreTarget(libvirtTarget.restoreTarget()))) {
                 long end = seconds > 0 ? System.nanoTime() + seconds * 1_000_000_000L : Long.MAX_VALUE;
                 while (System.nanoTime() < end && !stop.await(Duration.ofSeconds(5))) {
                     service.protectedVms().values().forEach(p -> System.out.println(LocalTime.now().format(t) + " VM "

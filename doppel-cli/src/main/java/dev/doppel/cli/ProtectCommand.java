@@ -1,6 +1,7 @@
 package dev.doppel.cli;
 
 import com.fasterxml.jackson.databind.ObjectMapper;
+import dev.doppel.libvirt.remus.LibvirtPrimaryVm;
 import dev.doppel.remus.primary.ProtectionEvents;
 import dev.doppel.remus.primary.ProtectionStatus;
 import dev.doppel.remus.service.PrimarySession;
@@ -31,7 +32,11 @@ import picocli.CommandLine.Parameters;
 public final class ProtectCommand implements Callable<Integer> {
     private static final ObjectMapper MAPPER = new ObjectMapper();
 
-    @Parameters(index = "0", description = "VM name") String name;
+    @Parameters(index = "0", arity = "0..1", description = "VM name (a VM of 'vm start'; or give --libvirt)") String name;
+    @Option(names = "--libvirt", paramLabel = "DOMAIN", description = "protect the running libvirt domain DOMAIN (its device model "
+            + "from its XML, QMP through libvirt)") String libvirtDomain;
+    @Option(names = "--libvirt-uri", defaultValue = "${env:LIBVIRT_DEFAULT_URI:-qemu:///system}",
+            description = "the libvirtd of --libvirt (default ${DEFAULT-VALUE})") String libvirtUri;
     @Option(names = "--backup", required = true, description = "the backup service's control address HOST:PORT") String backup;
     @Option(names = "--interval", defaultValue = "50ms", description = "checkpoint interval, e.g. 50ms, 0.1s, 100 (ms) (default ${DEFAULT-VALUE})") String interval;
     @Option(names = "--timeout", description = "backup lost after the guest stood still this many ms (default 3 intervals, at least 300)") Long timeoutMs;
@@ -45,6 +50,12 @@ public final class ProtectCommand implements Callable<Integer> {
 
     @Override
     public Integer call() throws Exception {
+        if ((name == null) == (libvirtDomain == null)) {
+            throw new IllegalArgumentException("give a VM name or --libvirt DOMAIN (one of them)");
+        }
+        if (libvirtDomain != null) {
+            return protectLibvirtDomain();
+        }
         try (DaemonMode daemon = DaemonMode.find()) {
             if (daemon != null) {
                 return protectThroughDaemon(daemon);
@@ -74,6 +85,46 @@ public final class ProtectCommand implements Callable<Integer> {
             System.out.println("protection of " + name + " stopped; the VM keeps running");
         } else {
             System.out.println("the primary QEMU of " + name + " is gone; the backup was told to take over");
+        }
+        return 0;
+    }
+
+    /**
+     * A libvirt domain, protected by this command (the daemon does not protect libvirt domains yet). Its guard's
+     * files and the status are under {@code $DOPPEL_RUN_DIR/libvirt/DOMAIN/qemu-PID}. Ends when interrupted (the domain runs
+     * on, unprotected), when its QEMU is gone (killed: the backup takes over), or when its owner stops it through
+     * libvirt ({@code virsh destroy}/{@code shutdown}: the backup stands down).
+     */
+    private Integer protectLibvirtDomain() throws Exception {
+        if (detach) {
+            throw new IllegalArgumentException("--detach: doppeld does not protect libvirt domains yet");
+        }
+        name = libvirtDomain;   // the VM's name in status lines
+        LibvirtPrimaryVm domain = LibvirtPrimaryVm.open(libvirtUri, libvirtDomain);
+        System.out.println("libvirt domain " + libvirtDomain + " (UUID " + domain.uuid() + ") at " + libvirtUri + ": QEMU pid "
+                + domain.qemuPid() + ", output held on " + domain.descriptor().nics().stream().map(n -> n.id()).toList()
+                + ", disks " + domain.descriptor().disks());
+        VmRunDir dir = new VmRunDir(domain.stateDir());
+        GracefulStop stop = new GracefulStop("protect", Duration.ofSeconds(20));
+        ProtectionStatus last;
+        try {
+            PrimarySession session = PrimarySession.protect(domain, intent(), ProtectionEvents.NONE, System.out::println);
+            try {
+                run(dir, session, stop);
+            } finally {
+                session.close();   // waits for libvirt's word on why the QEMU ended, if it did
+            }
+            last = session.status();
+        } finally {
+            Files.deleteIfExists(dir.protectionFile());
+            stop.close();
+        }
+        if (last.state() == dev.doppel.remus.primary.ProtectionState.STOPPED && last.lastProblem().startsWith("stopped by its owner")) {
+            System.out.println("libvirt domain " + libvirtDomain + " was " + last.lastProblem() + "; the backup stood down");
+        } else if (ProcessHandle.of(domain.qemuPid()).map(ProcessHandle::isAlive).orElse(false)) {
+            System.out.println("protection of " + libvirtDomain + " stopped; the domain keeps running");
+        } else {
+            System.out.println("the QEMU of libvirt domain " + libvirtDomain + " is gone; the backup was told to take over");
         }
         return 0;
     }

@@ -85,7 +85,12 @@ public final class DomainLifecycle implements AutoCloseable {
             return 0;
         }
         DomainLifecycleEvent e = DomainLifecycleEvent.from(name, uuid, event, at, nanos);
-        log.info("libvirt {}: domain '{}' {} ({})", connection.uri(), name, e.kind(), e.cause());
+        if (e.kind() == DomainLifecycleEvent.Kind.SUSPENDED || e.kind() == DomainLifecycleEvent.Kind.RESUMED) {
+            // A protected domain pauses at every checkpoint (10-20 pairs a second): not worth a line each.
+            log.debug("libvirt {}: domain '{}' {} ({})", connection.uri(), name, e.kind(), e.cause());
+        } else {
+            log.info("libvirt {}: domain '{}' {} ({})", connection.uri(), name, e.kind(), e.cause());
+        }
         if (!closed.get()) {
             dispatch.execute(() -> deliver(e));
         }

@@ -139,6 +139,11 @@ public final class RemusTestbed implements AutoCloseable {
         cut(b, a);
     }
 
+    /** The segment's switch: a bridge in this (the root) namespace, where a VM's tap may be plugged directly. */
+    public String switchName() {
+        return switchName;
+    }
+
     /** The protected guest's address with prefix, for the guest's {@code doppel.ip}. */
     public String guestCidr() {
         return guestIp() + "/24";

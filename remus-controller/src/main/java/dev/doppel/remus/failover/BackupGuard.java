@@ -41,10 +41,19 @@ public final class BackupGuard implements AutoCloseable {
     /** Where the guard stands. */
     public enum State { WAITING, ARMED, STALE, FAILED_OVER, FAILOVER_FAILED }
 
-    /** How a sealed snapshot becomes a running VM (a real QEMU in production; a seam for race tests). */
+    /**
+     * How a sealed snapshot becomes a running VM: a QEMU of Doppel's launcher ({@link Restore}), a domain of this
+     * host's libvirtd (doppel-libvirt), or a stand-in in race tests.
+     */
     @FunctionalInterface
-    interface Restorer {
-        Restore.Restored restore(VmSpec spec, BackupStore.RestoreSnapshot snapshot, Path workDir) throws IOException;
+    public interface Restorer {
+        /**
+         * @param spec     the VM's device model on this host, its replicated disks on the backup's copies
+         * @param store    the sealed store (its directory is for the restore's own files; a restore that cannot map
+         *                 the memory file reads the committed epoch from it as one self-contained stream)
+         * @param snapshot the committed checkpoint, taken from the sealed store
+         */
+        Restore.Restored restore(VmSpec spec, BackupStore store, BackupStore.RestoreSnapshot snapshot) throws IOException;
     }
 
     /**
@@ -78,7 +87,15 @@ public final class BackupGuard implements AutoCloseable {
      * What a failover did: the running VM, the checkpoint it resumed, detection → running, and the
      * lease the new copy runs under (its owner keeps it while the VM runs, and closes it after).
      */
-    public record Failover(VmProcess vm, long epoch, double failoverMs, String cause, VmLease lease, double leaseMs) {
+    public record Failover(RestoredVm restored, long epoch, double failoverMs, String cause, VmLease lease, double leaseMs) {
+        /** The restored QEMU of Doppel's launcher (the default restore); a VM another manager owns has none. */
+        public VmProcess vm() {
+            if (restored instanceof LaunchedVm launched) {
+                return launched.process();
+            }
+            throw new IllegalStateException("VM '" + restored.name() + "' was restored as " + restored.describe()
+                    + ", not as a QEMU of Doppel's launcher");
+        }
     }
 
     public BackupGuard(VmLauncher launcher, VmSpec spec, BackupServer.Endpoint endpoint, Duration detection, Fencing fencing) {
@@ -89,10 +106,11 @@ public final class BackupGuard implements AutoCloseable {
     public BackupGuard(VmLauncher launcher, VmSpec spec, BackupServer.Endpoint endpoint, Duration detection, Fencing fencing,
                        dev.doppel.vm.VmProcess.StartOptions startOptions) {
         this(spec, endpoint, detection, fencing,
-                (s, snap, dir) -> Restore.start(launcher, s, snap, dir, Duration.ofSeconds(30), startOptions));
+                (s, store, snap) -> Restore.start(launcher, s, snap, store.directory(), Duration.ofSeconds(30), startOptions));
     }
 
-    BackupGuard(VmSpec spec, BackupServer.Endpoint endpoint, Duration detection, Fencing fencing, Restorer restorer) {
+    /** A guard that restores through {@code restorer} (e.g. into this host's libvirtd). */
+    public BackupGuard(VmSpec spec, BackupServer.Endpoint endpoint, Duration detection, Fencing fencing, Restorer restorer) {
         this.spec = spec;
         this.endpoint = endpoint;
         this.detection = detection;
@@ -258,7 +276,7 @@ public final class BackupGuard implements AutoCloseable {
             BackupStore.RestoreSnapshot snapshot = endpoint.seal("failover: " + cause);
             VmSpec restoreSpec = endpoint.disks() == null ? spec : withDisks(spec, endpoint.disks().images());
             endpoint.store().markLive(restoreSpec.name());
-            Restore.Restored r = restorer.restore(restoreSpec, snapshot, endpoint.store().directory());
+            Restore.Restored r = restorer.restore(restoreSpec, endpoint.store(), snapshot);
             endpoint.close();
             double ms = (System.nanoTime() - detected) / 1e6;
             state = State.FAILED_OVER;

@@ -26,7 +26,7 @@ public final class Restore {
     }
 
     /** The restored VM and how long the restore took (QEMU start → guest running). */
-    public record Restored(VmProcess vm, long epoch, double millis) {
+    public record Restored(RestoredVm vm, long epoch, double millis) {
     }
 
     /**
@@ -64,7 +64,7 @@ public final class Restore {
         } finally {
             Files.deleteIfExists(stream);
         }
-        return new Restored(vm, epoch, (System.nanoTime() - t0) / 1e6);
+        return new Restored(new LaunchedVm(vm), epoch, (System.nanoTime() - t0) / 1e6);
     }
 
     private static void load(QmpClient qmp, String uri, Duration timeout, String vm) throws IOException {

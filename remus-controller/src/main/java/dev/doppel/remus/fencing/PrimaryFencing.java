@@ -134,6 +134,28 @@ public final class PrimaryFencing implements PrimaryFence {
         }
     }
 
+    /**
+     * The VM's owner stopped it (its manager said so, e.g. libvirt's {@code stopped/destroyed}): the record
+     * stops naming a backup, so that no backup resumes a VM its owner meant to stop. Unlike {@link
+     * #goUnprotected} this writes the record also when the QEMU is already gone: that is exactly when it is
+     * asked. False when the record could not be written (the backup may then take the VM over).
+     */
+    public boolean recordStoppedByOwner(String why) {
+        try {
+            lease.setBackup(null);
+            backupNamed = false;
+            if (namedStore != null) {
+                abandoned.add(namedStore);
+            }
+            log.warn("vm={} event=stopped-by-owner token={} cause=\"{}\" action=\"the record names no backup: no failover\"", vm,
+                    lease.token(), why);
+            return true;
+        } catch (FencingException e) {
+            log.error("vm={} event=stopped-by-owner-unrecorded cause=\"{}\" error=\"{}\"", vm, why, e.getMessage());
+            return false;
+        }
+    }
+
     /** Kills the QEMU: the held output dies with it. */
     public void fence(String why) {
         if (fencedBecause == null) {

@@ -116,6 +116,34 @@ public final class GuardClient implements PrimaryFence {
         }
     }
 
+    /**
+     * The VM's manager says its owner stopped it (libvirt: {@code stopped/destroyed}, {@code stopped/shutdown}):
+     * the guard records that no backup may take it over, then gives the lease back. True once recorded; false
+     * when the guard could not record it (or is gone): a backup may then fail the VM over, as after a crash.
+     */
+    public boolean stoppedByOwner(String why) {
+        try {
+            GuardReply r = ask(new GuardRequest(GuardRequest.STOPPED_BY_OWNER, null, why));
+            if (!r.ok()) {
+                log.error("vm={} event=stopped-by-owner-unrecorded cause=\"{}\" error=\"{}\"", vm, why, r.error());
+            }
+            return r.ok();
+        } catch (IOException e) {
+            log.error("vm={} event=stopped-by-owner-unrecorded cause=\"{}\" error=\"guard unreachable: {}\"", vm, why, e.getMessage());
+            return false;
+        }
+    }
+
+    /** The VM's manager says its QEMU failed (not an owner's stop): the guard gives the lease back at once. */
+    public void crashed(String why) {
+        try {
+            ask(new GuardRequest(GuardRequest.CRASHED, null, why));
+        } catch (IOException e) {
+            // The guard ended already: the lease is back (or it went with the guard's session).
+            log.info("vm={} event=crash-verdict-unheard cause=\"{}\"", vm, e.getMessage());
+        }
+    }
+
     private synchronized GuardReply ask(GuardRequest request) throws IOException {
         try (SocketChannel ch = SocketChannel.open(StandardProtocolFamily.UNIX)) {
             ch.connect(UnixDomainSocketAddress.of(socket));

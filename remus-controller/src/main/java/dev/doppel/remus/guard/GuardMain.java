@@ -10,7 +10,7 @@ import java.util.Map;
 /**
  * Entry point of a guard process ({@link GuardProcess} builds this command line):
  * {@code --vm NAME --qemu-pid PID --holder NAME --socket PATH --dead-man-log PATH (--coordinator HOST:PORT,... | --embed HOST:PORT --zk-dir DIR) [--tls HOST_PKI_DIR]
- * [--session-ms N] [--claim-wait-ms N]}. Exits 0 when released or when its QEMU is gone, 2 when it
+ * [--session-ms N] [--claim-wait-ms N] [--verdict-wait-ms N]}. Exits 0 when released or when its QEMU is gone, 2 when it
  * could not take the lease (the reason is its last log line).
  */
 public final class GuardMain {
@@ -63,7 +63,8 @@ public final class GuardMain {
                 opts.containsKey("tls") ? Path.of(opts.get("tls")) : null,
                 embed == null ? null : Path.of(required(opts, "zk-dir")),
                 Duration.ofMillis(Long.parseLong(opts.getOrDefault("session-ms", "2000"))),
-                Duration.ofMillis(Long.parseLong(opts.getOrDefault("claim-wait-ms", "10000"))));
+                Duration.ofMillis(Long.parseLong(opts.getOrDefault("claim-wait-ms", "10000"))),
+                Duration.ofMillis(Long.parseLong(opts.getOrDefault("verdict-wait-ms", "0"))));
     }
 
     private static String required(Map<String, String> opts, String key) {

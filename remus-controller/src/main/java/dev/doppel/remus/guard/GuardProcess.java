@@ -32,11 +32,23 @@ public final class GuardProcess {
      * @param netns         the VM's network namespace (null: this one)
      * @param coordinator   an ensemble's connect string, or null to embed one server at {@code embedAt}
      * @param tls           the host's identity for the ZooKeeper sessions (and the embedded server), or insecure
+     * @param verdictWait   see {@link VmGuard.Config#verdictWait()}
      * @param dieWithCaller also end the guard (and so the VM) when the calling JVM dies: for tests and
      *                      benches whose QEMUs die with them; a CLI controller passes false
      */
     public record Spec(String vm, long qemuPid, String holder, Path runDir, Path log, String netns, String coordinator,
-                       InetSocketAddress embedAt, PeerTls tls, Duration session, Duration claimWait, boolean dieWithCaller) {
+                       InetSocketAddress embedAt, PeerTls tls, Duration session, Duration claimWait, boolean dieWithCaller,
+                       Duration verdictWait) {
+        public Spec(String vm, long qemuPid, String holder, Path runDir, Path log, String netns, String coordinator,
+                    InetSocketAddress embedAt, PeerTls tls, Duration session, Duration claimWait, boolean dieWithCaller) {
+            this(vm, qemuPid, holder, runDir, log, netns, coordinator, embedAt, tls, session, claimWait, dieWithCaller, Duration.ZERO);
+        }
+
+        /** The same guard, keeping the lease up to {@code wait} after its QEMU's exit for the controller's verdict. */
+        public Spec withVerdictWait(Duration wait) {
+            return new Spec(vm, qemuPid, holder, runDir, log, netns, coordinator, embedAt, tls, session, claimWait, dieWithCaller, wait);
+        }
+
         Path socket() {
             return runDir.resolve("guard.sock");
         }
@@ -88,7 +100,8 @@ public final class GuardProcess {
                 "-XX:TieredStopAtLevel=1", "-cp", classPath(), GuardMain.class.getName(),
                 "--vm", s.vm(), "--qemu-pid", Long.toString(s.qemuPid()), "--holder", s.holder(),
                 "--socket", s.socket().toString(), "--dead-man-log", logFile.resolveSibling(logFile.getFileName() + ".deadman").toString(),
-                "--session-ms", Long.toString(s.session().toMillis()), "--claim-wait-ms", Long.toString(s.claimWait().toMillis())));
+                "--session-ms", Long.toString(s.session().toMillis()), "--claim-wait-ms", Long.toString(s.claimWait().toMillis()),
+                "--verdict-wait-ms", Long.toString(s.verdictWait().toMillis())));
         if (s.tls().secure()) {
             argv.addAll(List.of("--tls", s.tls().directory().toString()));
         }

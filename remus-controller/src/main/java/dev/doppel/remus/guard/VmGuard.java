@@ -50,9 +50,20 @@ public final class VmGuard implements AutoCloseable {
     private static final ObjectMapper MAPPER = new ObjectMapper();
     private static final Duration TAKEOVER_WAIT = Duration.ofSeconds(15);
 
-    /** Everything a guard is started with (the command line of {@link GuardMain}). */
+    /**
+     * Everything a guard is started with (the command line of {@link GuardMain}).
+     *
+     * @param verdictWait how long, once the QEMU is gone, the guard keeps the lease waiting for the controller's
+     *                    verdict on the exit ({@link GuardClient#stoppedByOwner}, {@link GuardClient#crashed}); zero
+     *                    when the VM's manager gives no cause (a VM Doppel started): the lease is given back at once
+     */
     public record Config(String vm, long qemuPid, String holder, Path socket, Path deadManLog, String coordinator, InetSocketAddress embedAt,
-                         Path tlsDir, Path zkDir, Duration session, Duration claimWait) {
+                         Path tlsDir, Path zkDir, Duration session, Duration claimWait, Duration verdictWait) {
+        public Config(String vm, long qemuPid, String holder, Path socket, Path deadManLog, String coordinator,
+                      InetSocketAddress embedAt, Path tlsDir, Path zkDir, Duration session, Duration claimWait) {
+            this(vm, qemuPid, holder, socket, deadManLog, coordinator, embedAt, tlsDir, zkDir, session, claimWait, Duration.ZERO);
+        }
+
         /** The host's TLS identity for the ZooKeeper sessions and the embedded server (insecure without one). */
         PeerTls tls() throws IOException {
             return tlsDir == null ? PeerTls.INSECURE : PeerTls.load(tlsDir);
@@ -68,6 +79,8 @@ public final class VmGuard implements AutoCloseable {
     private final ServerSocketChannel server;
     private final CountDownLatch ended = new CountDownLatch(1);
     private volatile boolean released;
+    /** Counted down by the controller's verdict on the QEMU's exit (stopped by its owner, or crashed). */
+    private final CountDownLatch verdict = new CountDownLatch(1);
 
     private VmGuard(Config config, ProcessHandle qemu, EmbeddedCoordinator embedded, Coordinator coordinator,
                     PrimaryFencing fencing, DeadMan deadMan, ServerSocketChannel server) {
@@ -145,7 +158,29 @@ public final class VmGuard implements AutoCloseable {
             }
         }
         if (ended.getCount() > 0 && !released) {
+            awaitVerdict();
             qemuGone();
+        }
+    }
+
+    /**
+     * A VM whose manager says why its QEMU ended (libvirt: {@code stopped/destroyed} by its owner, or
+     * {@code stopped/failed}) hears it only after the process is gone; the controller passes it on. Until
+     * then the lease stays here, so that an owner's stop can be recorded (no backup named: no failover)
+     * before a backup could take the lease. Without a verdict (the controller is gone) the lease is given
+     * back after the wait: a crash must still fail over. Not under the guard's lock: the verdict is a request.
+     */
+    private void awaitVerdict() {
+        if (config.verdictWait().isZero()) {
+            return;
+        }
+        long t0 = System.nanoTime();
+        try {
+            boolean heard = verdict.await(config.verdictWait().toMillis(), java.util.concurrent.TimeUnit.MILLISECONDS);
+            log.info("vm={} event=exit-verdict heard={} waited_ms={}", config.vm(), heard,
+                    java.util.concurrent.TimeUnit.NANOSECONDS.toMillis(System.nanoTime() - t0));
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
         }
     }
 
@@ -249,6 +284,16 @@ public final class VmGuard implements AutoCloseable {
                 return reply(ok, ok ? null : "fenced: " + fencing.fencedBecause());
             case GuardRequest.FENCE:
                 fencing.fence(r.why() == null ? "asked by the controller" : r.why());
+                return reply(true, null);
+            case GuardRequest.STOPPED_BY_OWNER:
+                if (!ProcessDeath.gone(qemu)) {
+                    return reply(false, "the QEMU (pid " + config.qemuPid() + ") still runs: not stopped");
+                }
+                boolean recorded = fencing.recordStoppedByOwner(r.why() == null ? "(no cause given)" : r.why());
+                verdict.countDown();
+                return reply(recorded, recorded ? null : "the record could not be written: the backup may take the VM over");
+            case GuardRequest.CRASHED:
+                verdict.countDown();
                 return reply(true, null);
             case GuardRequest.RELEASE:
                 log.info("vm={} event=guard-released action=\"lease given back; the QEMU no longer dies with the guard\"",

@@ -379,6 +379,9 @@ public final class PrimaryProtector implements AutoCloseable {
                     vm, stats.checkpoints());
             return;
         }
+        if (state == ProtectionState.STOPPED) {
+            return;   // its owner stopped it meanwhile (ownerStopped): a stand-down went out, not "primary down"
+        }
         state = ProtectionState.PRIMARY_LOST;
         CheckpointRelay r = relay;
         if (r != null) {
@@ -391,6 +394,34 @@ public final class PrimaryProtector implements AutoCloseable {
         }
         log.error("vm={} epoch={} event=primary-lost protection_was={}", vm, stats.checkpoints(), was);
         events.primaryLost(vm, stats.checkpoints(), "the primary QEMU process exited");
+    }
+
+    /**
+     * The VM's owner stopped it through its manager (libvirt: {@code virsh destroy} or {@code shutdown}; the
+     * QEMU is gone): an end of protection, not a lost primary. The backup is told to stand down; it believes
+     * that only once the ownership record names no backup, which the guard's verdict wrote before this
+     * ({@code GuardClient#stoppedByOwner}). If the QMP connection's end was seen first and "primary down"
+     * already went out, the backup's failover attempt meets that record too and is refused.
+     */
+    public void ownerStopped(String why) {
+        synchronized (lock) {
+            ProtectionState was = state;
+            if (closed || was == ProtectionState.STOPPED || was == ProtectionState.FENCED) {
+                return;
+            }
+            cancelWatchdogQuietly();
+            state = ProtectionState.STOPPED;
+            lastProblem = "stopped by its owner: " + why;
+            HeartbeatSender h = heartbeat;
+            if (h != null) {
+                h.standDown("the VM was stopped by its owner (" + why + "): nothing to take over");
+            }
+            CheckpointRelay r = relay;
+            if (r != null) {
+                r.close();
+            }
+            log.warn("vm={} epoch={} event=stopped-by-owner cause=\"{}\" protection_was={}", vm, stats.checkpoints(), why, was);
+        }
     }
 
     private void cancelWatchdogQuietly() {

@@ -64,8 +64,30 @@ public final class BackupService implements AutoCloseable {
      *                           closes (a host daemon's VMs); otherwise they end with it (the foreground
      *                           {@code backup serve})
      */
-    public record Hooks(BackupEvents events, boolean restoredOutliveUs) {
+    public record Hooks(BackupEvents events, boolean restoredOutliveUs, RestoreTarget restoreTarget) {
         public static final Hooks FOREGROUND = new Hooks(BackupEvents.NONE, false);
+
+        public Hooks(BackupEvents events, boolean restoredOutliveUs) {
+            this(events, restoredOutliveUs, RestoreTarget.NONE);
+        }
+
+        /** The same hooks, restoring VMs that another manager owns into {@code target}. */
+        public Hooks withRestoreTarget(RestoreTarget target) {
+            return new Hooks(events, restoredOutliveUs, target);
+        }
+    }
+
+    /**
+     * Where a failed-over VM runs when another manager than Doppel owns it on the primary (its protect request
+     * carries a {@link ProtectRequest#definition()}): e.g. this host's libvirtd. VMs of Doppel's own launcher are
+     * always restored by this service's launcher.
+     */
+    public interface RestoreTarget {
+        /** No such manager on this host: a VM with a definition is refused (it could not be restored as what it is). */
+        RestoreTarget NONE = req -> null;
+
+        /** The restorer of the VM {@code request} asks protection for; null when this host cannot restore it. */
+        BackupGuard.Restorer restorerFor(ProtectRequest request);
     }
 
     /** One protected VM's replication endpoint and guard, with its recent epochs' figures. */
@@ -179,8 +201,19 @@ public final class BackupService implements AutoCloseable {
                 endpoint.close();
                 return ProtectReply.error(vm, e.getMessage());
             }
-            BackupGuard guard = new BackupGuard(launcher, spec, endpoint, detection, BackupGuard.Fencing.of(coord, holder),
-                    hooks.restoredOutliveUs() ? dev.doppel.vm.VmProcess.StartOptions.detached() : dev.doppel.vm.VmProcess.StartOptions.defaults());
+            BackupGuard guard;
+            if (req.definition() == null) {
+                guard = new BackupGuard(launcher, spec, endpoint, detection, BackupGuard.Fencing.of(coord, holder),
+                        hooks.restoredOutliveUs() ? dev.doppel.vm.VmProcess.StartOptions.detached() : dev.doppel.vm.VmProcess.StartOptions.defaults());
+            } else {
+                BackupGuard.Restorer restorer = hooks.restoreTarget().restorerFor(req);
+                if (restorer == null) {
+                    endpoint.close();
+                    return ProtectReply.error(vm, "VM " + vm + " is owned by another manager than Doppel (e.g. a libvirt domain) and "
+                            + "this backup host cannot restore it as such: start 'backup serve' with --libvirt");
+                }
+                guard = new BackupGuard(spec, endpoint, detection, BackupGuard.Fencing.of(coord, holder), restorer);
+            }
             control.register(vm, guard::onControl);
             guard.failover().thenAccept(f -> {
                 describeRestored(f, spec);
@@ -200,7 +233,8 @@ public final class BackupService implements AutoCloseable {
                 }
             });
             guard.failover().whenComplete((f, err) -> events.accept(err == null
-                    ? String.format("VM %s FAILED OVER from epoch %d in %.0f ms (%s); running as pid %d", vm, f.epoch(), f.failoverMs(), f.cause(), f.vm().pid())
+                    ? String.format("VM %s FAILED OVER from epoch %d in %.0f ms (%s); running as %s", vm, f.epoch(), f.failoverMs(), f.cause(),
+                            f.restored().describe())
                     : guard.state() == BackupGuard.State.STALE
                             // The right outcome, not a fault: the primary went on without this store.
                             ? "VM " + vm + ": not failing over: this store is stale (" + err.getMessage() + ")"
@@ -221,6 +255,10 @@ public final class BackupService implements AutoCloseable {
      * client), so it can be protected again (to another backup).
      */
     private void describeRestored(BackupGuard.Failover f, VmSpec spec) {
+        if (!(f.restored() instanceof dev.doppel.remus.failover.LaunchedVm)) {
+            f.restored().releaseMonitor();   // another manager's VM: it describes the VM itself (libvirt: its XML)
+            return;
+        }
         try {
             dev.doppel.vm.GuestDescriptor.of(spec).write(f.vm().runDir().guestFile());
             f.vm().releaseQmp();   // its monitor is for whoever protects it next
@@ -323,7 +361,7 @@ public final class BackupService implements AutoCloseable {
      */
     private void endRestored(BackupGuard.Failover f) {
         if (!hooks.restoredOutliveUs()) {
-            f.vm().close();
+            f.restored().close();
         }
         f.lease().close();
     }

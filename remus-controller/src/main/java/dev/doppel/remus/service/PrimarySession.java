@@ -17,8 +17,6 @@ import dev.doppel.remus.primary.ProtectionStatus;
 import dev.doppel.remus.primary.ProtectionTarget;
 import dev.doppel.tls.PeerTls;
 import dev.doppel.vm.GuestDescriptor;
-import dev.doppel.vm.VmRecord;
-import dev.doppel.vm.VmRunDir;
 import java.io.IOException;
 import java.io.UncheckedIOException;
 import java.net.DatagramSocket;
@@ -29,6 +27,10 @@ import java.time.Duration;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.ExecutionException;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.TimeoutException;
 import java.util.function.Supplier;
 
 /**
@@ -39,29 +41,43 @@ import java.util.function.Supplier;
  */
 public final class PrimarySession implements AutoCloseable {
     private final String vm;
+    private final PrimaryVm target;
     private final GuardClient guard;
     private final QmpClient qmp;
     private final PrimaryProtector protector;
+    /** Completes once the VM's manager said why its QEMU ended and that was acted on (never for a VM of Doppel's launcher). */
+    private final CompletableFuture<PrimaryVm.VmExit> exited;
 
-    private PrimarySession(String vm, GuardClient guard, QmpClient qmp, PrimaryProtector protector) {
+    private PrimarySession(String vm, PrimaryVm target, GuardClient guard, QmpClient qmp, PrimaryProtector protector,
+                           CompletableFuture<PrimaryVm.VmExit> exited) {
         this.vm = vm;
+        this.exited = exited;
+        this.target = target;
         this.guard = guard;
         this.qmp = qmp;
         this.protector = protector;
     }
 
     /**
-     * Attaches to (or starts) the VM's guard, connects to its QEMU and protects it; returns once the
-     * initial synchronisation is done. On failure everything opened here is closed again.
+     * Attaches to (or starts) the guard of the VM {@code vm} of this host's run directories, connects to its QEMU
+     * and protects it; returns once the initial synchronisation is done. On failure everything opened here is
+     * closed again.
      */
     public static PrimarySession protect(String vm, ProtectionIntent intent, ProtectionEvents events,
                                          java.util.function.Consumer<String> progress) throws IOException {
-        VmRunDir dir = VmRunDir.of(vm);
-        VmRecord rec = VmRecord.readFrom(dir);
-        if (!rec.alive()) {
-            throw new IllegalStateException("VM '" + vm + "' is not running");
-        }
-        GuestDescriptor guest = GuestDescriptor.read(dir.guestFile());
+        return protect(RunDirVm.of(vm), intent, events, progress);
+    }
+
+    /**
+     * As {@link #protect(String, ProtectionIntent, ProtectionEvents, java.util.function.Consumer)} for any
+     * {@link PrimaryVm} (e.g. a libvirt domain). The session owns {@code target} from here: it is closed with the
+     * session, or here on failure.
+     */
+    public static PrimarySession protect(PrimaryVm target, ProtectionIntent intent, ProtectionEvents events,
+                                         java.util.function.Consumer<String> progress) throws IOException {
+        String vm = target.name();
+        GuestDescriptor guest = target.descriptor();
+        Path stateDir = target.stateDir();
         InetSocketAddress control = parse(intent.backup());
         ProtectionOptions options = ProtectionOptions.withInterval(Duration.ofMillis(intent.intervalMs()));
         if (intent.timeoutMs() > 0) {
@@ -70,10 +86,16 @@ public final class PrimarySession implements AutoCloseable {
         }
         PeerTls tls = intent.tls() == null ? PeerTls.INSECURE : PeerTls.load(Path.of(intent.tls()));
         String me = intent.holder() != null ? intent.holder() : "primary@" + InetAddress.getLocalHost().getHostName();
-        GuardClient guard = GuardProcess.attachOrStart(new GuardProcess.Spec(vm, rec.pid(), me, dir.path(),
-                dir.path().resolve("guard.log"), null, intent.coordinator(),
-                intent.coordinator() != null ? null : new InetSocketAddress(localAddressTowards(control), 0), tls,
-                Coordinator.DEFAULT_SESSION, Duration.ofSeconds(10), false));
+        GuardClient guard;
+        try {
+            guard = GuardProcess.attachOrStart(new GuardProcess.Spec(vm, target.qemuPid(), me, stateDir,
+                    stateDir.resolve("guard.log"), null, intent.coordinator(),
+                    intent.coordinator() != null ? null : new InetSocketAddress(localAddressTowards(control), 0), tls,
+                    Coordinator.DEFAULT_SESSION, Duration.ofSeconds(10), false).withVerdictWait(target.exitVerdictWait()));
+        } catch (IOException | RuntimeException e) {
+            target.close();
+            throw e;
+        }
         QmpClient qmp = null;
         PrimaryProtector protector = null;
         try {
@@ -88,15 +110,17 @@ public final class PrimarySession implements AutoCloseable {
                         + "): the VM kept its lease while no controller ran");
             }
             progress.accept("VM " + vm + " owned by " + me + " (fencing token " + guard.token() + ") in " + connect);
-            qmp = QmpClient.connectUnix(dir.qmpSocket(), vm, Duration.ofSeconds(5));
+            qmp = target.connectQmp();
             List<String> netdevs = intent.memoryOnly() ? List.of() : guest.nics().stream().map(GuestDescriptor.Nic::id).toList();
             List<String> disks = intent.memoryOnly() ? List.of() : guest.disks();
             Map<String, Long> sizes = DiskReplication.diskSizes(qmp, disks);
+            String definition = target.definition();
             // Each protection attempt (also after a lost backup) asks the backup for fresh ports.
-            Supplier<ProtectionTarget> target = () -> {
+            Supplier<ProtectionTarget> backupTarget = () -> {
                 try {
                     ProtectReply r = ControlClient.requestProtection(control,
-                            ProtectRequest.of(vm, guest, sizes).withCoordinator(connect), Duration.ofSeconds(10), tls);
+                            ProtectRequest.of(vm, guest, sizes).withCoordinator(connect).withDefinition(definition),
+                            Duration.ofSeconds(10), tls);
                     Map<String, InetSocketAddress> exports = new LinkedHashMap<>();
                     if (r.diskPorts() != null) {
                         r.diskPorts().forEach((node, p) -> exports.put(node, new InetSocketAddress(control.getAddress(), p)));
@@ -108,11 +132,18 @@ public final class PrimarySession implements AutoCloseable {
                     throw new UncheckedIOException(e);
                 }
             };
-            protector = new PrimaryProtector(vm, qmp, target, control, options,
-                    new ProtectionScope(netdevs, disks, HostSockets.LOCAL, dir.path(), tls), guard, progress);
+            protector = new PrimaryProtector(vm, qmp, backupTarget, control, options,
+                    new ProtectionScope(netdevs, disks, HostSockets.LOCAL, stateDir, tls), guard, progress);
             protector.reportTo(events);
+            // An owner's stop is recorded by the guard (no backup named) before the backup is told to stand down.
+            CompletableFuture<PrimaryVm.VmExit> exited = new CompletableFuture<>();
+            PrimaryProtector protectorRef = protector;
+            target.onExit(exit -> {
+                handleExit(exit, guard, protectorRef, vm, progress);
+                exited.complete(exit);
+            });
             protector.protect();
-            return new PrimarySession(vm, guard, qmp, protector);
+            return new PrimarySession(vm, target, guard, qmp, protector, exited);
         } catch (RuntimeException | IOException e) {
             if (protector != null) {
                 protector.close();
@@ -121,7 +152,21 @@ public final class PrimarySession implements AutoCloseable {
                 qmp.close();
             }
             guard.close();
+            target.close();
             throw e;
+        }
+    }
+
+    /** The VM's manager said why its QEMU ended: an owner's stop is recorded and stood down, a crash fails over. */
+    private static void handleExit(PrimaryVm.VmExit exit, GuardClient guard, PrimaryProtector protector, String vm,
+                                   java.util.function.Consumer<String> progress) {
+        if (exit.byOwner()) {
+            guard.stoppedByOwner(exit.cause());
+            protector.ownerStopped(exit.cause());
+            progress.accept("VM " + vm + " was stopped by its owner (" + exit.cause() + "): protection ended, the backup stands down");
+        } else {
+            guard.crashed(exit.cause());
+            progress.accept("VM " + vm + ": its QEMU failed (" + exit.cause() + "): the backup takes over");
         }
     }
 
@@ -141,11 +186,23 @@ public final class PrimarySession implements AutoCloseable {
     /** Ends protection (the record says unprotected first, then the backup stands down); the VM runs on. */
     @Override
     public void close() {
+        if (!qmp.isConnected() && !target.exitVerdictWait().isZero()) {
+            // The QEMU is gone: let the manager's word on why (an owner's stop, or a crash) be acted on first,
+            // else closing the protector here would pre-empt the backup's stand-down.
+            try {
+                exited.get(target.exitVerdictWait().toMillis(), TimeUnit.MILLISECONDS);
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+            } catch (ExecutionException | TimeoutException e) {
+                // no word from the manager: the guard gives the lease back after its own wait
+            }
+        }
         try {
             protector.close();
         } finally {
             qmp.close();
             guard.close();
+            target.close();
         }
     }
 

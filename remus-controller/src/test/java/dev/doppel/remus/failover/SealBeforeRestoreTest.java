@@ -92,7 +92,7 @@ class SealBeforeRestoreTest {
                 PrimaryFencing fencing = PrimaryFencing.claim(primarySide, VM, "primary@test", ProcessHandle.current(),
                         Duration.ofSeconds(5));
                 BackupGuard guard = new BackupGuard(VmSpec.builder(VM).build(), ep, Duration.ofMillis(500),
-                        BackupGuard.Fencing.of(backupSide, "backup@test"), (spec, snapshot, dir) -> {
+                        BackupGuard.Fencing.of(backupSide, "backup@test"), (spec, store, snapshot) -> {
                             restored.set(snapshot);
                             digestAtRestore.set(StoreDigest.ofFile(snapshot.memoryFile()));
                             // The dying primary's last byte arrives while the VM is being restored.

@@ -125,6 +125,70 @@ class VmGuardProcessTest {
                 "self-fenced: the guarded process was killed after the session was lost");
     }
 
+    /**
+     * A VM whose manager says why its QEMU ended (libvirt): the guard keeps the lease after the exit until the
+     * controller's verdict. "Stopped by its owner" is recorded (no backup named) before the lease is free, so a
+     * backup that takes the lease finds the record refusing it: no failover of a VM its owner stopped.
+     */
+    @Test
+    void anOwnersStopIsRecordedBeforeTheLeaseIsGivenBack() throws Exception {
+        GuardClient c = startGuard("g5", Duration.ofSeconds(5));
+        c.protectWith("backup@b/1");
+        guarded.destroyForcibly();
+        guarded.waitFor();
+        // While the verdict is pending the lease is still the guard's: a backup's attempt finds it held.
+        assertThrows(FencingException.class, () -> VmLease.acquire(backupSide, "g5", "backup@b", Duration.ofMillis(500), null));
+        assertTrue(c.stoppedByOwner("test: stopped/destroyed"));
+        VmLease lease = VmLease.acquire(backupSide, "g5", "backup@b", Duration.ofSeconds(3), null);
+        try {
+            OwnershipRecord r = lease.record();
+            assertEquals("primary@test", r.owner());
+            assertEquals(null, r.backup(), "the owner's stop is in the record: no store may take over");
+        } finally {
+            lease.close();
+        }
+    }
+
+    /** A crash verdict gives the lease back at once; without any verdict (controller gone) it is given back after the wait. */
+    @Test
+    void aCrashVerdictOrNoVerdictLetsTheBackupTakeOver() throws Exception {
+        GuardClient c = startGuard("g6", Duration.ofSeconds(3));
+        c.protectWith("backup@b/1");
+        guarded.destroyForcibly();
+        guarded.waitFor();
+        c.crashed("test: stopped/failed");
+        long t0 = System.nanoTime();
+        VmLease lease = VmLease.acquire(backupSide, "g6", "backup@b", Duration.ofSeconds(2), null);
+        long ms = (System.nanoTime() - t0) / 1_000_000;
+        // Well under the 3 s verdict wait: the crash verdict, not the wait's end, freed the lease.
+        assertTrue(ms < 2000, "lease free after the crash verdict, took " + ms + " ms");
+        assertEquals("backup@b/1", lease.record().backup(), "a crash leaves the backup named: it may take over");
+        lease.close();
+
+        Process other = new ProcessBuilder("sleep", "600").start();
+        try {
+            GuardClient silent = GuardProcess.attachOrStart(new GuardProcess.Spec("g7", other.pid(), "primary@test", runDir.resolve("g7"),
+                    runDir.resolve("g7/guard.log"), null, zk.connectString(), null, tls, SESSION, Duration.ofSeconds(5), true)
+                    .withVerdictWait(Duration.ofSeconds(2)));
+            silent.protectWith("backup@b/1");
+            other.destroyForcibly();
+            other.waitFor();
+            long t1 = System.nanoTime();
+            VmLease late = VmLease.acquire(backupSide, "g7", "backup@b", Duration.ofSeconds(6), null);
+            long waited = (System.nanoTime() - t1) / 1_000_000;
+            assertTrue(waited >= 1500, "no verdict: the guard kept the lease for its wait (2 s), took " + waited + " ms");
+            assertEquals("backup@b/1", late.record().backup());
+            late.close();
+        } finally {
+            other.destroyForcibly();
+        }
+    }
+
+    private GuardClient startGuard(String vm, Duration verdictWait) throws Exception {
+        return GuardProcess.attachOrStart(new GuardProcess.Spec(vm, guarded.pid(), "primary@test", runDir, runDir.resolve("guard.log"),
+                null, zk.connectString(), null, tls, SESSION, Duration.ofSeconds(5), true).withVerdictWait(verdictWait));
+    }
+
     private OwnershipRecord recordOf(String vm) throws FencingException {
         try {
             byte[] data = backupSide.client().getData().forPath("/doppel/vms/" + vm + "/record");
