@@ -283,6 +283,9 @@ public final class BackupService implements AutoCloseable {
      * in the dead primary's guard took the service's session, and so the lease, with it.
      */
     private void handOverLease(BackupGuard.Failover f, Coordinator coord) {
+        if (!(f.restored() instanceof dev.doppel.remus.failover.LaunchedVm)) {
+            return;   // another manager's VM (a libvirt domain): its lease stays with this service (docs/libvirt.md)
+        }
         String vm = f.vm().name();
         if (!f.lease().held()) {
             events.accept("VM " + vm + ": no lease to hand over (the coordination service went with the primary"
