@@ -127,21 +127,7 @@ public final class GuestDomains {
         if (patched == null) {
             synchronized (GuestDomains.class) {
                 if (patched == null) {
-                    Path root = Path.of("").toAbsolutePath();
-                    while (root != null && !Files.exists(root.resolve("scripts/build-qemu-colo"))) {
-                        root = root.getParent();
-                    }
-                    if (root == null) {
-                        throw new IllegalStateException("scripts/build-qemu-colo not found above " + Path.of("").toAbsolutePath());
-                    }
-                    Process p = new ProcessBuilder(root.resolve("scripts/build-qemu-colo").toString())
-                            .redirectError(ProcessBuilder.Redirect.DISCARD).start();
-                    String out = new String(p.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
-                    if (p.waitFor() != 0) {
-                        throw new IllegalStateException("scripts/build-qemu-colo failed: run ./scripts/setup");
-                    }
-                    List<String> lines = out.lines().filter(l -> !l.isBlank()).toList();
-                    patched = QemuBinary.atPrefix(Path.of(lines.get(lines.size() - 1).trim()));
+                    patched = QemuBinary.atPrefix(dev.doppel.vm.PatchedQemuPrefix.find());
                 }
             }
         }
