@@ -59,8 +59,12 @@ public final class Restore {
             load(vm.qmp(), "file:" + stream, timeout, spec.name());
             vm.qmp().execute("cont");
         } catch (RuntimeException | IOException e) {
+            // What QEMU said is the cause when it exited during the load (e.g. a stream it refused);
+            // read it before close() removes the run directory.
+            String qemuSaid = vm.qemuLogTail();
             vm.close();
-            throw e instanceof IOException io ? io : new IOException("VM '" + spec.name() + "' (epoch " + epoch + "): restore failed: " + e.getMessage(), e);
+            throw new IOException("VM '" + spec.name() + "' (epoch " + epoch + "): restore failed: " + e.getMessage()
+                    + (qemuSaid.isBlank() ? "" : "; QEMU said: " + qemuSaid), e);
         } finally {
             Files.deleteIfExists(stream);
         }
