@@ -72,11 +72,19 @@ public final class CloneController implements AutoCloseable {
      * @param spec the root's spec, as {@link #start} was given it
      */
     public List<ForkableVm> adopt(VmSpec spec, FamilyRecord record, java.util.function.Consumer<String> report) {
+        return adopt(spec, record, host -> {
+            throw new IllegalStateException("no other host is known to this controller");
+        }, report);
+    }
+
+    /** As above, for a family with clones on other hosts: {@code hosts} finds each by its namespace name. */
+    public List<ForkableVm> adopt(VmSpec spec, FamilyRecord record, java.util.function.Function<String, RemoteHost> hosts,
+                                  java.util.function.Consumer<String> report) {
         families.values().removeIf(ForkFamily::isClosed);
         if (families.containsKey(record.name())) {
             throw new IllegalArgumentException("a fork family named '" + record.name() + "' already exists");
         }
-        ForkFamily family = ForkFamily.adopt(launcher, options, spec, memberStart, record, report);
+        ForkFamily family = ForkFamily.adopt(launcher, options, spec, memberStart, record, hosts, report);
         if (family == null) {
             return List.of();
         }

@@ -31,9 +31,13 @@ public record FamilyRecord(String name, int forks, int processes, List<Member> m
      * @param process      the process's name (its run directory under {@code <run root>/vms/})
      * @param disk         path of the process's top image, or null (a family without a disk)
      * @param sharedMemory the process maps its generation {@code share=on} (it can fork without a reshare)
+     * @param host         the network namespace of the other host a remote clone runs on (its tap is on the
+     *                     family's segment there, its RAM came from a page server); null on this host
+     * @param waitsForPages a remote clone that did not have every page yet (its page server lived in the
+     *                      controller that wrote this: a successor cannot adopt it)
      */
     public record Member(String name, int forkNumber, int addressId, int cloneId, String parent, String process, String tap, String disk,
-                         int generation, boolean generationFrozen, boolean sharedMemory) {
+                         int generation, boolean generationFrozen, boolean sharedMemory, String host, boolean waitsForPages) {
     }
 
     /** One image of the chain; {@code owned}: an overlay Doppel made (deleted with its last user). */

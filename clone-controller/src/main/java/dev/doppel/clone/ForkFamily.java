@@ -5,6 +5,8 @@ import dev.doppel.clone.memory.GenerationFile;
 import dev.doppel.clone.memory.GenerationStore;
 import dev.doppel.clone.net.CloneAddress;
 import dev.doppel.clone.net.CloneNetwork;
+import dev.doppel.clone.net.RemoteHost;
+import dev.doppel.clone.pageserver.multicast.MulticastDistribution;
 import dev.doppel.vm.FileTrees;
 import dev.doppel.vm.GuestBoot;
 import dev.doppel.vm.MemoryBackend;
@@ -44,6 +46,8 @@ public final class ForkFamily implements AutoCloseable {
     private final AtomicInteger forkNumbers = new AtomicInteger();
     private final AtomicInteger processNumbers = new AtomicInteger();
     private final Map<String, ForkableVm> members = new ConcurrentHashMap<>();
+    /** The segments on other hosts an adoption found, by host namespace (new forks get their own from the host). */
+    private final Map<String, CloneNetwork> adoptedSegments = new ConcurrentHashMap<>();
     /** Closed with the family after its members: page servers and clone-network segments on other hosts. */
     private final List<AutoCloseable> attachments = new java.util.concurrent.CopyOnWriteArrayList<>();
     private final ExecutorService background;
@@ -135,12 +139,20 @@ public final class ForkFamily implements AutoCloseable {
      * processes, their taps and overlays, fork descriptors) is removed. A member whose QEMU is gone is
      * reported and left out. Returns null, with everything removed, if no member lives.
      *
+     * <p>A remote clone (on another host, {@link FamilyRecord.Member#host}) is adopted only if it is
+     * independent: its page server lived in the dead controller, so one that had not got every page
+     * yet ({@link FamilyRecord.Member#waitsForPages}) would wait for the missing ones for ever; it is
+     * killed and reported lost (without a QMP call: its vCPUs may hold QEMU's big lock, waiting).
+     *
      * @param spec   the root's spec as the family was started with it
+     * @param hosts  the other hosts remote clones run on, by namespace name
      * @param report one line per finding, for the caller's log and events
      */
     public static ForkFamily adopt(VmLauncher launcher, ForkOptions options, VmSpec spec, VmProcess.StartOptions memberStart,
-                                   FamilyRecord rec, java.util.function.Consumer<String> report) {
-        CloneNetwork network = CloneNetwork.existing(rec.name(), rec.members().stream().map(FamilyRecord.Member::tap).toList());
+                                   FamilyRecord rec, java.util.function.Function<String, RemoteHost> hosts,
+                                   java.util.function.Consumer<String> report) {
+        CloneNetwork network = CloneNetwork.existing(rec.name(), rec.members().stream().filter(m -> m.host() == null)
+                .map(FamilyRecord.Member::tap).toList());
         ForkFamily family = new ForkFamily(rec.name(), launcher, template(spec, network), options, network, memberStart);
         family.forkNumbers.set(rec.forks());
         family.processNumbers.set(rec.processes());
@@ -163,25 +175,42 @@ public final class ForkFamily implements AutoCloseable {
                 report.accept(m.name() + ": left out (its generation file or disk is gone)");
                 continue;
             }
+            if (m.host() != null && m.waitsForPages()) {
+                report.accept(m.name() + ": lost, killed (a remote clone whose page server ended with its controller before it"
+                        + " had every page: it would wait for the missing ones for ever)");
+                killLeftover(m.process(), report);
+                continue;
+            }
             CloneAddress address = new CloneAddress(m.forkNumber(), m.addressId());
-            MemoryBackend memory = m.sharedMemory() ? MemoryBackend.File.shared(gen.path()) : MemoryBackend.File.privateReadOnly(gen.path());
-            VmSpec processSpec = family.processSpec(m.process(), address, memory, m.tap(), disk, m.cloneId() != 0, network).build();
+            CloneNetwork net;
+            try {
+                net = m.host() == null ? network : family.segmentOn(hosts.apply(m.host()), m.tap(), rec);
+            } catch (RuntimeException e) {
+                report.accept(m.name() + ": lost (its host " + m.host() + ": " + e.getMessage() + ")");
+                killLeftover(m.process(), report);
+                continue;
+            }
+            MemoryBackend memory = m.host() != null ? new MemoryBackend.Anonymous()
+                    : m.sharedMemory() ? MemoryBackend.File.shared(gen.path()) : MemoryBackend.File.privateReadOnly(gen.path());
+            VmSpec processSpec = family.processSpec(m.process(), address, memory, m.tap(), disk, m.cloneId() != 0, net).build();
             VmProcess vm;
             try {
                 vm = VmProcess.adopt(processSpec, dev.doppel.vm.VmRunDir.of(m.process()), launcher.accelerator().accelerator(),
                         memberStart);
             } catch (RuntimeException e) {
                 report.accept(m.name() + ": lost (" + e.getMessage() + ")");
-                network.removeTap(m.tap());
-                dev.doppel.vm.VmRunDir.of(m.process()).delete();
+                killLeftover(m.process(), report);
+                net.removeTap(m.tap());
                 continue;
             }
             gen.acquire();
             if (disk != null) {
                 disk.acquire();
             }
-            resumeIfStopped(m.name(), vm, report);
-            MemberProcess p = new MemberProcess(vm, m.tap(), disk, gen, m.sharedMemory(), network);
+            if (m.host() == null) {
+                resumeIfStopped(m.name(), vm, report);
+            }
+            MemberProcess p = new MemberProcess(vm, m.tap(), disk, gen, m.sharedMemory(), net);
             ForkableVm member = new ForkableVm(family, m.name(), address, parent, m.cloneId(), p);
             member.identity().complete(null);   // it had its identity, or never gets one: the fork that gave it is over
             if (parent != null) {
@@ -212,6 +241,35 @@ public final class ForkFamily implements AutoCloseable {
         }
         family.persist();
         return family;
+    }
+
+    /**
+     * This family's segment on another host, as a dead controller left it (found by the tap of a
+     * remote member on it); registered with the host, and released there when the family ends.
+     */
+    private CloneNetwork segmentOn(RemoteHost host, String tap, FamilyRecord rec) {
+        CloneNetwork known = adoptedSegments.get(host.name());
+        if (known != null) {
+            return known;
+        }
+        List<String> taps = rec.members().stream().filter(m -> host.name().equals(m.host()) && !m.waitsForPages())
+                .map(FamilyRecord.Member::tap).toList();
+        CloneNetwork segment = CloneNetwork.existingSegment(host.namespace(), tap, taps);
+        host.adoptSegment(network, segment);
+        attach(() -> host.releaseSegment(network));
+        adoptedSegments.put(host.name(), segment);
+        return segment;
+    }
+
+    /** Kills the QEMU of a member that could not be adopted (nothing would own it) and removes its run directory. */
+    private static void killLeftover(String process, java.util.function.Consumer<String> report) {
+        dev.doppel.vm.VmRunDir rd = dev.doppel.vm.VmRunDir.of(process);
+        for (ProcessHandle h : rd.qemuProcesses()) {
+            h.destroyForcibly();
+            h.onExit().orTimeout(10, java.util.concurrent.TimeUnit.SECONDS).exceptionally(t -> h).join();
+            report.accept("QEMU " + process + " (pid " + h.pid() + "), killed: it could not be adopted");
+        }
+        rd.delete();
     }
 
     /**
@@ -266,7 +324,9 @@ public final class ForkFamily implements AutoCloseable {
             try (java.util.stream.Stream<Path> files = Files.list(dir)) {
                 files.filter(f -> {
                     String n = f.getFileName().toString();
-                    return (n.endsWith(".qcow2") && !recordedDisks.contains(f.toString())) || n.endsWith(".state");
+                    // fork descriptors and multicast page caches: no fork's page server outlives its controller
+                    return (n.endsWith(".qcow2") && !recordedDisks.contains(f.toString())) || n.endsWith(".state")
+                            || n.startsWith(MulticastDistribution.CACHE_PREFIX);
                 }).forEach(f -> {
                     try {
                         Files.deleteIfExists(f);
@@ -312,7 +372,7 @@ public final class ForkFamily implements AutoCloseable {
             }
             ms.add(new FamilyRecord.Member(m.name(), m.address().forkNumber(), m.address().cloneId(), m.cloneId(),
                     m.parent() == null ? null : m.parent().name(), p.vm.name(), p.tap, p.disk == null ? null : p.disk.path().toString(),
-                    p.generation.number(), p.generation.isFrozen(), p.sharedMemory));
+                    p.generation.number(), p.generation.isFrozen(), p.sharedMemory, p.remoteHost(), p.waitsForPages));
             addChain(chain, p.disk);
         }
         new FamilyRecord(name, forkNumbers.get(), processNumbers.get(), ms, List.copyOf(chain.values())).writeTo(familyDiskDir);

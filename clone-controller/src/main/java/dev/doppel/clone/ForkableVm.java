@@ -116,6 +116,12 @@ public final class ForkableVm {
         return process;
     }
 
+    /** The network namespace of the other host this VM runs on (a remote clone), or null on this host. */
+    public String remoteHost() {
+        MemberProcess p = process;
+        return p == null ? null : p.remoteHost();
+    }
+
     /** Lets go of the VM without stopping it (see {@link ForkFamily#letGo}). */
     void letGo() {
         lettingGo = true;

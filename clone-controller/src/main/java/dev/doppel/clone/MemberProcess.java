@@ -23,6 +23,11 @@ final class MemberProcess implements AutoCloseable {
     final boolean sharedMemory;
     private final CloneNetwork network;
     private volatile boolean closed;
+    /**
+     * A remote clone's process that does not have every page yet: it needs its fork's page server
+     * (which lives in the controller), so a successor controller cannot adopt it.
+     */
+    volatile boolean waitsForPages;
 
     MemberProcess(VmProcess vm, String tap, DiskImage disk, GenerationFile generation, boolean sharedMemory, CloneNetwork network) {
         this.vm = vm;
@@ -31,6 +36,11 @@ final class MemberProcess implements AutoCloseable {
         this.generation = generation;
         this.sharedMemory = sharedMemory;
         this.network = network;
+    }
+
+    /** The other host's namespace this process runs on (a remote clone's), or null on this host. */
+    String remoteHost() {
+        return network.isSegment() ? network.namespace() : null;
     }
 
     /** Brings this process's tap up on whichever part of the clone network it lives on. */

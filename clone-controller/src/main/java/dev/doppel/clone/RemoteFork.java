@@ -108,6 +108,11 @@ public final class RemoteFork implements AutoCloseable {
         return name;
     }
 
+    /** Whether the fork's page servers are closed (its figures stay readable). */
+    public boolean isClosed() {
+        return closed;
+    }
+
     /** The page server now serving this fork (a new one after {@link #restartPageServer()}). */
     public PageServer pageServer() {
         return server;
@@ -222,7 +227,7 @@ public final class RemoteFork implements AutoCloseable {
         if (s == null) {
             return CompletableFuture.failedFuture(new IllegalStateException("clone " + clone + " has no page server session"));
         }
-        return s.finish().thenRun(() -> remote(clone).status = CloneStatus.INDEPENDENT);
+        return s.finish().thenRun(() -> becameIndependent(remote(clone)));
     }
 
     /** Cuts every clone's connection without an end, as a crashed page server would. */
@@ -277,9 +282,22 @@ public final class RemoteFork implements AutoCloseable {
                     r.pausedSinceNanos = 0;
                 }
             }
-            case COMPLETED -> r.status = CloneStatus.INDEPENDENT;
+            case COMPLETED -> becameIndependent(r);
             case FAILED -> failAndStop(r, s.failure().getMessage());
             case DISCONNECTED -> handleCut(r, s);
+        }
+    }
+
+    /** The clone has every page: it no longer needs a page server, and its family's record says so. */
+    private void becameIndependent(Remote r) {
+        if (r.status == CloneStatus.INDEPENDENT) {
+            return;
+        }
+        r.status = CloneStatus.INDEPENDENT;
+        r.process.waitsForPages = false;
+        ForkableVm vm = r.vm;
+        if (vm != null) {
+            vm.family().persist();
         }
     }
 

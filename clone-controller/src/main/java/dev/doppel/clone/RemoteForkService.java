@@ -138,6 +138,7 @@ public final class RemoteForkService {
                     throw e;
                 }
             }
+            p.waitsForPages = true;
             hostOf.put(k, host);
             processOf.put(k, p);
             return p;
@@ -161,7 +162,7 @@ public final class RemoteForkService {
             if (pageServerOptions.multicast()) {
                 try {
                     multicast = MulticastDistribution.start(name, pages, List.copyOf(new LinkedHashSet<>(hostOf.values())),
-                            Path.of("/dev/shm"), Files.size(descriptor), pageServerOptions);
+                            generation.path().getParent(), Files.size(descriptor), pageServerOptions);
                 } catch (IOException | RuntimeException e) {
                     try {
                         pages.close();

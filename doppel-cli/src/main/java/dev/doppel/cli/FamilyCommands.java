@@ -31,8 +31,8 @@ final class FamilyCommands {
     private static void printMember(JsonNode m, String indent) {
         String state = m.path("running").asBoolean() ? "running"
                 : "ended" + (m.path("exitCode").isNumber() ? " (exit " + m.path("exitCode").asInt() + ")" : "");
-        System.out.printf("%-30s %-14s %-18s %8d  %s%n", indent + m.path("name").asText(), m.path("ip").asText(),
-                m.path("mac").asText(), m.path("pid").asLong(), state);
+        System.out.printf("%-30s %-14s %-18s %8d  %-10s %s%n", indent + m.path("name").asText(), m.path("ip").asText(),
+                m.path("mac").asText(), m.path("pid").asLong(), m.path("host").isTextual() ? m.path("host").asText() : "-", state);
         for (JsonNode c : m.path("children")) {
             printMember(c, indent + "  ");
         }
@@ -71,13 +71,16 @@ final class FamilyCommands {
     static final class Clone implements Callable<Integer> {
         @Parameters(index = "0", description = "the VM to fork") String vm;
         @Option(names = {"-n", "--clones"}, defaultValue = "1", description = "number of clones (default ${DEFAULT-VALUE})") int clones;
+        @Option(names = "--host", description = "put the clones round-robin on these other hosts (repeatable); they fetch"
+                + " memory from the daemon's page server") java.util.List<String> hosts;
 
         @Override
         public Integer call() throws Exception {
             try (DaemonMode d = daemon()) {
-                JsonNode made = d.call("POST", "/api/v1/families/" + vm + "/fork", Map.of("clones", clones));
+                JsonNode made = d.call("POST", "/api/v1/families/" + vm + "/fork", hosts == null || hosts.isEmpty()
+                        ? Map.of("clones", clones) : Map.of("clones", clones, "hosts", hosts));
                 System.out.printf("forked %s into %d clones%n", vm, made.size());
-                System.out.printf("%-30s %-14s %-18s %8s  %s%n", "CLONE", "IP", "MAC", "PID", "STATE");
+                System.out.printf("%-30s %-14s %-18s %8s  %-10s %s%n", "CLONE", "IP", "MAC", "PID", "HOST", "STATE");
                 for (JsonNode c : made) {
                     printMember(c, "");
                 }
@@ -96,7 +99,7 @@ final class FamilyCommands {
                     System.out.println("no fork families");
                     return 0;
                 }
-                System.out.printf("%-30s %-14s %-18s %8s  %s%n", "VM", "IP", "MAC", "PID", "STATE");
+                System.out.printf("%-30s %-14s %-18s %8s  %-10s %s%n", "VM", "IP", "MAC", "PID", "HOST", "STATE");
                 for (JsonNode r : roots) {
                     printMember(r, "");
                 }

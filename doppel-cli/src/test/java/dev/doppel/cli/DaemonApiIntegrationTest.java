@@ -3,9 +3,14 @@ package dev.doppel.cli;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertNotEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
+import static dev.doppel.cli.ApiCurl.assertError;
+import static dev.doppel.cli.ApiCurl.curl;
+import static dev.doppel.cli.ApiCurl.local;
+import static dev.doppel.cli.FamilyTrees.awaitForkReady;
+import static dev.doppel.cli.FamilyTrees.familyPids;
 
 import com.fasterxml.jackson.databind.JsonNode;
-import com.fasterxml.jackson.databind.ObjectMapper;
+import dev.doppel.cli.ApiCurl.Curl;
 import dev.doppel.cli.bench.CliChild;
 import dev.doppel.daemon.testbed.DaemonProcess;
 import dev.doppel.hostnet.HostCommand;
@@ -33,16 +38,7 @@ import org.junit.jupiter.api.io.TempDir;
 @Tag("integration")
 @Timeout(600)
 class DaemonApiIntegrationTest {
-    private static final ObjectMapper MAPPER = new ObjectMapper();
-
     @TempDir Path tmp;
-
-    /** curl's answer: HTTP status and body. */
-    record Curl(int status, String body) {
-        JsonNode json() throws IOException {
-            return MAPPER.readTree(body);
-        }
-    }
 
     @Test
     void aStockClientDrivesVmsAndForksThroughTheApi() throws Exception {
@@ -224,45 +220,6 @@ class DaemonApiIntegrationTest {
         assertEquals("", HostCommand.tryRun(List.of("pgrep", "-af", vm + "|" + family)).stdout().strip(), "processes left");
     }
 
-    /** Waits until the family's root can fork without a reshare (its reshare after the last fork is done). */
-    private static void awaitForkReady(String sock, String family) throws Exception {
-        long deadline = System.nanoTime() + Duration.ofSeconds(120).toNanos();
-        while (System.nanoTime() < deadline) {
-            for (JsonNode root : local(sock, "GET", "/api/v1/families", null).json()) {
-                if (root.path("name").asText().equals(family) && root.path("forkReady").asBoolean()) {
-                    return;
-                }
-            }
-            Thread.sleep(200);
-        }
-        throw new AssertionError("family " + family + ": its root never became fork-ready");
-    }
-
-    /** Name → pid of every member of {@code family} in the API's family trees. */
-    private static Map<String, Long> familyPids(JsonNode trees, String family) {
-        Map<String, Long> out = new java.util.TreeMap<>();
-        for (JsonNode root : trees) {
-            if (root.path("name").asText().equals(family)) {
-                collect(root, out);
-            }
-        }
-        return out;
-    }
-
-    private static void collect(JsonNode member, Map<String, Long> out) {
-        if (member.path("running").asBoolean()) {
-            out.put(member.path("name").asText(), member.path("pid").asLong());
-        }
-        for (JsonNode c : member.path("children")) {
-            collect(c, out);
-        }
-    }
-
-    private static void assertError(Curl c, int status, String text) throws IOException {
-        assertEquals(status, c.status(), c.body());
-        assertTrue(c.json().path("error").asText().contains(text), "error should mention '" + text + "': " + c.body());
-    }
-
     private static void awaitConsole(String sock, String vm, String text) throws Exception {
         long deadline = System.nanoTime() + Duration.ofSeconds(180).toNanos();
         while (System.nanoTime() < deadline) {
@@ -273,26 +230,6 @@ class DaemonApiIntegrationTest {
             Thread.sleep(500);
         }
         throw new AssertionError("VM " + vm + ": no '" + text + "' on its console");
-    }
-
-    private static Curl local(String sock, String method, String path, String body) throws Exception {
-        List<String> args = new ArrayList<>(List.of("--unix-socket", sock, "-X", method));
-        if (body != null) {
-            args.addAll(List.of("-H", "content-type: application/json", "--data-binary", body));
-        }
-        args.add("http://doppel" + path);
-        return curl(args.toArray(String[]::new));
-    }
-
-    /** Runs curl; the last line of its output is the HTTP status (-w). */
-    private static Curl curl(String... args) throws Exception {
-        List<String> argv = new ArrayList<>(List.of("curl", "-s", "--max-time", "600", "-w", "\n%{http_code}"));
-        argv.addAll(List.of(args));
-        HostCommand.Result r = HostCommand.tryRun(argv);
-        String out = r.stdout();
-        int nl = out.lastIndexOf('\n');
-        int status = Integer.parseInt(out.substring(nl + 1).strip());
-        return new Curl(status, out.substring(0, Math.max(0, nl)));
     }
 
     private static int freePort() throws IOException {

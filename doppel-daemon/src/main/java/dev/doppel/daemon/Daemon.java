@@ -87,7 +87,9 @@ public final class Daemon implements AutoCloseable {
                     () -> vms.list(n -> null).stream().filter(v -> v.state().equals("running")).count(),
                     () -> forks[0] == null ? 0 : forks[0].clonesAlive());
             protections[0] = new Protections(events, meters);
-            forks[0] = new ForkFamilies(launcher, events, meters, forkMemoryDir(config.stateDir()), forkDiskDir(config.stateDir()));
+            forks[0] = new ForkFamilies(launcher, events, meters, forkMemoryDir(config.stateDir()), forkDiskDir(config.stateDir()),
+                    config.tlsDir() == null ? dev.doppel.tls.PeerTls.INSECURE : dev.doppel.tls.PeerTls.load(config.tlsDir()),
+                    cloneHostPrefix(config.stateDir()));
             BackupHost backup = new BackupHost(config.stateDir(), vms, events, meters);
             HostServices host = new HostServices(vms, protections[0], backup, forks[0], events, launcher.accelerator().toString(),
                     System.currentTimeMillis());
@@ -103,6 +105,15 @@ public final class Daemon implements AutoCloseable {
             }
             throw e;
         }
+    }
+
+    /**
+     * The namespace prefix of this daemon's other hosts for remote clones: network namespaces are the
+     * machine's, so two daemons on one machine (tests, benches) get different prefixes from their state
+     * directories, and a restarted daemon finds its own again.
+     */
+    public static String cloneHostPrefix(Path stateDir) {
+        return String.format("dph%04x-", stateDir.toAbsolutePath().normalize().toString().hashCode() & 0xffff);
     }
 
     private void listen(PrometheusMeterRegistry registry) throws Exception {

@@ -87,7 +87,7 @@ public final class CloneNetwork implements AutoCloseable {
      * VXLAN tunnel). Closing the segment removes its bridge and link, not the host's namespace.
      */
     public static CloneNetwork segment(CloneNetwork family, NetNamespace host) {
-        String id = "s" + SEGMENTS.incrementAndGet();
+        String id = freeSegmentId(host);
         String bridge = "br" + id;
         String hostLink = "up" + id;
         String familyLink = "dn" + id;
@@ -106,8 +106,68 @@ public final class CloneNetwork implements AutoCloseable {
         return new CloneNetwork(host, id + "t", false, bridge, hostLink);
     }
 
+    /**
+     * The id of a segment no family has on {@code host} yet: a successor controller numbers from 1
+     * again while the segments of the families it adopted are still there.
+     */
+    private static String freeSegmentId(NetNamespace host) {
+        java.util.Set<String> used = linkNames(host);
+        while (true) {
+            String id = "s" + SEGMENTS.incrementAndGet();
+            if (!used.contains("br" + id)) {
+                return id;
+            }
+        }
+    }
+
+    /**
+     * The segment of {@code family} on {@code host} that a dead controller left, found by one of its
+     * taps in use ({@code tapInUse}, named after the segment: {@code s3t0} is on segment {@code s3}).
+     * Taps of the segment not in {@code tapsInUse} are removed; new taps are numbered after the others.
+     */
+    public static CloneNetwork existingSegment(NetNamespace host, String tapInUse, java.util.Collection<String> tapsInUse) {
+        java.util.regex.Matcher m = java.util.regex.Pattern.compile("(s\\d+)t\\d+").matcher(tapInUse);
+        if (!m.matches()) {
+            throw new IllegalArgumentException("tap '" + tapInUse + "' is not on a clone-network segment");
+        }
+        String id = m.group(1);
+        java.util.Set<String> links = linkNames(host);
+        if (!links.contains("br" + id) || !links.contains("up" + id)) {
+            throw new IllegalStateException("clone-network segment " + id + " is gone from " + host.name());
+        }
+        CloneNetwork net = new CloneNetwork(host, id + "t", false, "br" + id, "up" + id);
+        int next = 0;
+        for (String link : links) {
+            if (link.matches(java.util.regex.Pattern.quote(id) + "t\\d+")) {
+                next = Math.max(next, Integer.parseInt(link.substring(id.length() + 1)) + 1);
+                if (!tapsInUse.contains(link)) {
+                    net.removeTap(link);
+                }
+            }
+        }
+        net.nextTap.set(next);
+        return net;
+    }
+
+    /** The names of the links in a namespace ("7: s1t0: <...>" or "8: ups1@if9: <...>"). */
+    private static java.util.Set<String> linkNames(NetNamespace ns) {
+        java.util.Set<String> names = new java.util.HashSet<>();
+        for (String line : ns.ip("-o", "link", "show").lines().toList()) {
+            String[] f = line.split(":\\s+", 3);
+            if (f.length >= 2) {
+                names.add(f[1].replaceFirst("@.*", ""));
+            }
+        }
+        return names;
+    }
+
     public String namespace() {
         return namespace.name();
+    }
+
+    /** Whether this is a segment on another host (not the family's own namespace). */
+    public boolean isSegment() {
+        return !ownsNamespace;
     }
 
     public NetNamespace netns() {

@@ -55,6 +55,37 @@ public final class RemoteHost implements AutoCloseable {
     }
 
     /**
+     * Takes over a host {@link #create} made for a controller that died (its namespace and link live on
+     * in the kernel, with the clones on it): the link is found by the host's address.
+     */
+    public static RemoteHost attach(String name) {
+        NetNamespace ns = NetNamespace.existing(name);
+        java.util.regex.Matcher m = java.util.regex.Pattern.compile("inet 10\\.78\\.(\\d+)\\.2/24")
+                .matcher(ns.ip("-o", "-4", "addr", "show", "dev", "mgmt0"));
+        if (!m.find()) {
+            throw new IllegalStateException("namespace '" + name + "' is not a clone host (no 10.78.i.2/24 on mgmt0)");
+        }
+        int i = Integer.parseInt(m.group(1));
+        String line = HostCommand.run("ip", "-o", "-4", "addr", "show", "to", "10.78." + i + ".0/24").strip();
+        if (line.isEmpty()) {
+            throw new IllegalStateException("clone host '" + name + "' has lost its link to this host (10.78." + i + ".1)");
+        }
+        String link = line.split("\\s+")[1];
+        log.info("host={} event=attached address=10.78.{}.2 link={}", name, i, link);
+        return new RemoteHost(ns, i, link);
+    }
+
+    /** Registers a family's segment a dead controller left here ({@link CloneNetwork#existingSegment}). */
+    public synchronized void adoptSegment(CloneNetwork family, CloneNetwork segment) {
+        segments.put(family, segment);
+    }
+
+    /** Whether any family still has a segment here. */
+    public synchronized boolean inUse() {
+        return !segments.isEmpty();
+    }
+
+    /**
      * The next 10.78.i.0/24 that no interface of this host uses: another process (a benchmark next to
      * a test run) may have hosts of its own, and two links with one subnet would misroute pages.
      */

@@ -7,7 +7,8 @@ import java.util.Map;
  *
  * @param id    position in this daemon's stream (SSE {@code id:}), from 1
  * @param type  checkpoint, protected, backup-lost, primary-lost, failover, failover-refused, vm-started,
- *              vm-stopped, vm-adopted, fork, clone-exited, backup-epoch, daemon-started, daemon-stopping
+ *              vm-stopped, vm-adopted, fork, clone-exited, clone-independent, backup-epoch, daemon-started,
+ *              daemon-stopping (docs/daemon.md lists them all)
  * @param vm    the VM concerned (null for daemon-wide events)
  * @param epoch the checkpoint epoch concerned, or -1
  * @param cause why, for losses and refusals (null otherwise)

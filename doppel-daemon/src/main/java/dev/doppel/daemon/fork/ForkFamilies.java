@@ -4,6 +4,7 @@ import dev.doppel.clone.CloneController;
 import dev.doppel.clone.ForkOptions;
 import dev.doppel.clone.ForkResult;
 import dev.doppel.clone.ForkableVm;
+import dev.doppel.clone.pageserver.PageServerOptions;
 import dev.doppel.daemon.ApiException;
 import dev.doppel.daemon.events.EventHub;
 import dev.doppel.daemon.metrics.DoppelMeters;
@@ -53,8 +54,12 @@ public final class ForkFamilies implements AutoCloseable {
      * One family member as the API lists it; {@code forkReady}: it runs on a shared memory file, so a
      * fork needs no reshare first (false for a while after each fork, while it moves back onto one).
      */
-    public record Member(String name, long pid, String ip, String mac, int cloneId, boolean running, boolean forkReady,
+    public record Member(String name, long pid, String ip, String mac, int cloneId, String host, boolean running, boolean forkReady,
                          Integer exitCode, List<Member> children) {
+    }
+
+    /** A fork request: {@code hosts} (optional) puts the clones round-robin on those other hosts. */
+    public record ForkRequest(Integer clones, List<String> hosts) {
     }
 
     /** How to boot a family's parent: Doppel's guest (workload {@code run}) or a disk image with qemu-guest-agent. */
@@ -72,16 +77,31 @@ public final class ForkFamilies implements AutoCloseable {
      * @param memoryDir the families' generation files (tmpfs), one directory per family
      * @param diskDir   the families' disks (a Doppel guest's base disk, overlays) and records, one directory per family
      */
-    public ForkFamilies(VmLauncher launcher, EventHub events, DoppelMeters meters, Path memoryDir, Path diskDir) {
+    /**
+     * @param pageServerTls how remote clones and the page servers check each other (mutual TLS with this
+     *                      host's certificates, or plain TCP)
+     * @param hostPrefix    the prefix of the namespaces of this daemon's other hosts (unique per daemon)
+     */
+    public ForkFamilies(VmLauncher launcher, EventHub events, DoppelMeters meters, Path memoryDir, Path diskDir,
+                        dev.doppel.tls.PeerTls pageServerTls, String hostPrefix) {
         ForkOptions d = ForkOptions.defaults();
         this.controller = new CloneController(launcher, new ForkOptions(d.maxClones(), memoryDir, diskDir, d.reshareAfterFork(),
-                d.keepOverlays(), d.cloneTcgCacheMiB(), d.stepTimeout()),
+                d.keepOverlays(), d.cloneTcgCacheMiB(), d.stepTimeout())
+                .withPageServer(PageServerOptions.defaults().withMulticast(true).withTls(pageServerTls)),
                 new dev.doppel.vm.VmProcess.StartOptions(Duration.ofSeconds(30), false, false));
         this.events = events;
         this.meters = meters;
         this.memoryDir = memoryDir;
         this.diskDir = diskDir;
+        this.hosts = new CloneHosts(hostPrefix);
+        meters.pageServers(pageServers);
     }
+
+    private final CloneHosts hosts;
+    private final PageServerTotals pageServers = new PageServerTotals();
+    /** Remote clones still fetching pages (their page server lives in this daemon), until independent. */
+    private final java.util.Set<java.util.concurrent.CompletableFuture<Void>> becomingIndependent =
+            java.util.concurrent.ConcurrentHashMap.newKeySet();
 
     /**
      * Finds the families a previous daemon left and adopts them: each living member's QEMU is taken
@@ -119,6 +139,8 @@ public final class ForkFamilies implements AutoCloseable {
             found.addAll(removeRemains(family));
             events.publish("family-lost", family, -1, cause + "; its files were removed", Map.of("removed", found));
         }
+        // Other hosts no adopted family has clones on (also those of lost families) are removed.
+        hosts.removeLeftovers();
         return List.copyOf(names);
     }
 
@@ -137,7 +159,7 @@ public final class ForkFamilies implements AutoCloseable {
         } catch (IOException e) {
             throw new IllegalStateException("family '" + family + "': unreadable " + REQUEST_FILE + ": " + e.getMessage(), e);
         }
-        return controller.adopt(parentSpec(req, dir).spec(), record, report);
+        return controller.adopt(parentSpec(req, dir).spec(), record, hosts::existing, report);
     }
 
     /** Everything a family that cannot be adopted left: its QEMUs, clone network, files and run directories. */
@@ -203,13 +225,38 @@ public final class ForkFamilies implements AutoCloseable {
         return new ParentSpec(spec, familyDir.resolve("base.qcow2"), "qcow2");
     }
 
-    /** Forks a family member into {@code n} clones. */
+    /** Forks a family member into {@code n} clones on this host. */
     public List<Member> fork(String vm, int n) {
+        return fork(vm, n, List.of());
+    }
+
+    /**
+     * Forks a family member into {@code n} clones, on this host or (with {@code hostNames}) round-robin
+     * on those other hosts. Remote clones start at once and fetch pages on first touch from this
+     * daemon's page server (by multicast between the hosts); each is then made independent in the
+     * background (every remaining page pushed), so that it outlives this daemon like any guest.
+     */
+    public List<Member> fork(String vm, int n, List<String> hostNames) {
         if (n < 1 || n > 64) {
             throw new ApiException(400, vm, "clones must be 1..64, got " + n);
         }
         ForkableVm v = find(vm);
-        ForkResult r = controller.fork(v, n);
+        ForkResult r;
+        if (hostNames == null || hostNames.isEmpty()) {
+            r = controller.fork(v, n);
+        } else {
+            dev.doppel.clone.RemoteForkService.RemoteForkResult rr;
+            try {
+                rr = controller.forkRemote(v, n, hosts.acquire(vm, hostNames));
+            } finally {
+                hosts.removeIdle();   // a host made for a fork that failed
+            }
+            pageServers.add(rr.remote());
+            r = rr.fork();
+            for (ForkableVm c : r.clones()) {
+                makeIndependent(rr.remote(), c);
+            }
+        }
         meters.forked(vm, n, r.forkMs(), r.parentPauseMs());
         List<Member> out = new ArrayList<>();
         for (ForkableVm c : r.clones()) {
@@ -219,6 +266,32 @@ public final class ForkFamilies implements AutoCloseable {
         events.publish("fork", vm, r.forkNumber(), null, Map.of("clones", r.clones().stream().map(ForkableVm::name).toList(),
                 "forkMs", r.forkMs(), "parentPauseMs", r.parentPauseMs()));
         return out;
+    }
+
+    /** Pushes a remote clone every page it has not fetched, so that it no longer needs this daemon's page server. */
+    private void makeIndependent(dev.doppel.clone.RemoteFork remote, ForkableVm clone) {
+        long start = System.nanoTime();
+        java.util.concurrent.CompletableFuture<Void> done = remote.finish(clone.name());
+        becomingIndependent.add(done);
+        done.whenComplete((x, e) -> {
+            becomingIndependent.remove(done);
+            if (e == null) {
+                events.publish("clone-independent", clone.name(), -1, null, Map.of("host", hostName(clone),
+                        "ms", (System.nanoTime() - start) / 1_000_000, "pages", remote.stats(clone.name()).pagesSent()));
+            } else if (clone.isRunning()) {
+                events.publish("clone-not-independent", clone.name(), -1, unwrap(e).getMessage(),
+                        Map.of("host", hostName(clone)));
+            }
+        });
+    }
+
+    private static Throwable unwrap(Throwable e) {
+        return e instanceof java.util.concurrent.CompletionException && e.getCause() != null ? e.getCause() : e;
+    }
+
+    /** The other hosts' names as the API takes them, with whether a family has clones on each. */
+    public Map<String, Boolean> hosts() {
+        return hosts.inUse();
     }
 
     /** The families as trees (roots with their clones). */
@@ -254,6 +327,7 @@ public final class ForkFamilies implements AutoCloseable {
         ForkableVm v = find(vm);
         if (v.cloneId() == 0) {
             v.family().close();   // the root: the whole family (clones share its memory files and network)
+            hosts.removeIdle();
         } else {
             v.kill();
         }
@@ -290,19 +364,39 @@ public final class ForkFamilies implements AutoCloseable {
         v.exitCode().thenAccept(code -> events.publish(v.parent() == null ? "family-ended" : "clone-exited", v.name(), -1,
                 code == -1 ? "killed or stopped by the host" : "vmexit " + code, Map.of("exitCode", code,
                         "parent", v.parent() == null ? "" : v.parent().name())));
+        if (v.parent() == null) {
+            // The family ends with its root: the other hosts it used may now be idle.
+            v.exitCode().thenRunAsync(hosts::removeIdle);
+        }
     }
 
     private Member member(ForkableVm v) {
         Integer code = v.exitCode().isDone() ? v.exitCode().getNow(null) : null;
-        return new Member(v.name(), v.pid(), v.address().ip(), v.address().mac(), v.cloneId(), v.isRunning(),
+        return new Member(v.name(), v.pid(), v.address().ip(), v.address().mac(), v.cloneId(), hostName(v), v.isRunning(),
                 v.isRunning() && v.hasSharedMemory(), code,
                 v.children().stream().map(this::member).toList());
     }
 
-    /** The daemon stops: the families' VMs run on (a successor adopts them); only the connections close. */
+    private String hostName(ForkableVm v) {
+        return hosts.nameOf(v.remoteHost());
+    }
+
+    /**
+     * The daemon stops: the families' VMs run on (a successor adopts them); only the connections close.
+     * Remote clones still fetching pages get them all first (their page server ends with this daemon).
+     */
     @Override
     public void close() {
+        try {
+            java.util.concurrent.CompletableFuture.allOf(becomingIndependent.toArray(java.util.concurrent.CompletableFuture[]::new))
+                    .get(2, TimeUnit.MINUTES);
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+        } catch (ExecutionException | TimeoutException e) {
+            // reported per clone (clone-not-independent); the next daemon reports such a clone lost
+        }
         controller.letGo();
+        hosts.close();
         for (Path dir : List.of(memoryDir, diskDir)) {
             try {
                 Files.deleteIfExists(dir);   // only when no family lives in it

@@ -21,6 +21,7 @@ import java.io.IOException;
 import java.io.InputStream;
 import java.time.Duration;
 import java.util.LinkedHashMap;
+import java.util.List;
 import java.util.Map;
 import java.util.concurrent.Callable;
 import java.util.concurrent.TimeUnit;
@@ -109,11 +110,14 @@ public final class ApiRoutes {
         r.post("/api/v1/families/:vm/fork").handler(ctx -> run(ctx, 201, () -> {
             Map<?, ?> b = body(ctx, Map.class);
             Object n = b.get("clones");
-            if (!(n instanceof Number num)) {
-                throw new ApiException(400, ctx.pathParam("vm"), "body must be {\"clones\": N}");
+            Object hosts = b.get("hosts");
+            if (!(n instanceof Number num) || (hosts != null && !(hosts instanceof List<?> l && l.stream().allMatch(String.class::isInstance)))) {
+                throw new ApiException(400, ctx.pathParam("vm"), "body must be {\"clones\": N} or {\"clones\": N, \"hosts\": [\"NAME\", ...]}");
             }
-            return host.forks().fork(ctx.pathParam("vm"), num.intValue());
+            List<String> names = hosts == null ? List.of() : ((List<?>) hosts).stream().map(String.class::cast).toList();
+            return host.forks().fork(ctx.pathParam("vm"), num.intValue(), names);
         }));
+        r.get("/api/v1/hosts").handler(ctx -> run(ctx, 200, () -> host.forks().hosts()));
         r.post("/api/v1/families/:vm/wait").handler(ctx -> run(ctx, 200, () -> Map.of("vm", ctx.pathParam("vm"),
                 "exitCode", host.forks().await(ctx.pathParam("vm"), Duration.ofMillis(longParam(ctx, "timeoutMs", 60_000))))));
         r.delete("/api/v1/families/:vm").handler(ctx -> run(ctx, 200, () -> {

@@ -8,6 +8,7 @@ import dev.doppel.remus.primary.ProtectionStatus;
 import dev.doppel.remus.service.BackupEvents;
 import io.micrometer.core.instrument.Counter;
 import io.micrometer.core.instrument.DistributionSummary;
+import io.micrometer.core.instrument.FunctionCounter;
 import io.micrometer.core.instrument.Gauge;
 import io.micrometer.core.instrument.MeterRegistry;
 import io.micrometer.core.instrument.Timer;
@@ -151,5 +152,25 @@ public final class DoppelMeters implements ProtectionEvents, BackupEvents {
         Timer.builder("doppel.fork.parent.pause").tag("vm", parent).description("the parent's pause during a fork")
                 .register(registry).record(Math.round(parentPauseMs * 1e6), TimeUnit.NANOSECONDS);
         Counter.builder("doppel.fork.clones.created").tag("vm", parent).description("clones created").register(registry).increment(clones);
+    }
+
+    /**
+     * The page servers of remote forks (clones on other hosts), summed over the daemon's life: page
+     * requests, pages sent, the bytes the clones' streams carried, the bytes that crossed the network,
+     * and what multicast saved (streams minus network, multicast forks only).
+     */
+    public void pageServers(dev.doppel.daemon.fork.PageServerTotals totals) {
+        // Micrometer holds a function counter's object weakly: the totals object itself, which the fork
+        // families keep, not a lambda over it (that would be collected, and the series would read 0).
+        FunctionCounter.builder("doppel.pageserver.requests", totals, t -> t.now().requests())
+                .description("page requests from remote clones (userfaultfd misses sent on the return path)").register(registry);
+        FunctionCounter.builder("doppel.pageserver.pages.sent", totals, t -> t.now().pagesSent())
+                .description("pages sent to remote clones (on request, pushed, at the end)").register(registry);
+        FunctionCounter.builder("doppel.pageserver.clone.streams", totals, t -> t.now().cloneBytes()).baseUnit("bytes")
+                .description("bytes the remote clones' migration streams carried (what unicast from here sends)").register(registry);
+        FunctionCounter.builder("doppel.pageserver.network.sent", totals, t -> t.now().networkBytes()).baseUnit("bytes")
+                .description("bytes the page servers put on the network from this host (multicast: each page once)").register(registry);
+        FunctionCounter.builder("doppel.multicast.saved", totals, t -> t.now().multicastSavedBytes()).baseUnit("bytes")
+                .description("bytes multicast saved: remote clones' streams minus what crossed the network").register(registry);
     }
 }

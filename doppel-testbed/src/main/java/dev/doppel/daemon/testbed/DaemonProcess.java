@@ -144,6 +144,14 @@ public final class DaemonProcess implements AutoCloseable {
             }
         }
         dev.doppel.vm.FileTrees.deleteRecursively(dev.doppel.daemon.Daemon.forkMemoryDir(state));
+        // The other hosts its remote clones ran on (their QEMUs are killed above; a namespace's link goes with it).
+        String prefix = dev.doppel.daemon.Daemon.cloneHostPrefix(state);
+        for (String line : dev.doppel.hostnet.HostCommand.run("ip", "netns", "list").lines().toList()) {
+            String ns = line.split("\\s+")[0];
+            if (ns.startsWith(prefix)) {
+                dev.doppel.hostnet.HostCommand.tryRun(java.util.List.of("ip", "netns", "del", ns));
+            }
+        }
     }
 
     /**

@@ -57,7 +57,7 @@ public final class HostPageCache implements SnapshotPages.PageSupply, AutoClosea
 
     /**
      * Creates the cache file ({@code ramBytes}, sparse) and joins the segment's group on the host's
-     * {@link MulticastSegment#HOST_INTERFACE}, with the socket inside the host's network.
+     * {@link MulticastSegment#hostInterface}, with the socket inside the host's network.
      */
     public static HostPageCache start(String fork, RemoteHost host, Path file, long ramBytes, MulticastSegment segment,
                                       InetSocketAddress origin) throws IOException {
@@ -73,7 +73,7 @@ public final class HostPageCache implements SnapshotPages.PageSupply, AutoClosea
                 c.setOption(StandardSocketOptions.SO_REUSEADDR, true);
                 c.setOption(StandardSocketOptions.SO_RCVBUF, 8 << 20);
                 c.bind(new InetSocketAddress(group.getPort()));
-                c.join(group.getAddress(), NetworkInterface.getByName(MulticastSegment.HOST_INTERFACE));
+                c.join(group.getAddress(), NetworkInterface.getByName(segment.hostInterface()));
                 return c;
             });
         } catch (IOException | RuntimeException e) {

@@ -21,6 +21,8 @@ import org.slf4j.LoggerFactory;
  * descriptor once per host ({@link #bytesOnWire()}).
  */
 public final class MulticastDistribution implements AutoCloseable {
+    /** The name prefix of the hosts' page cache files. */
+    public static final String CACHE_PREFIX = "doppel-pages-";
     private static final Logger log = LoggerFactory.getLogger(MulticastDistribution.class);
 
     private final String fork;
@@ -48,7 +50,7 @@ public final class MulticastDistribution implements AutoCloseable {
             d.origin = PageMulticaster.start(fork, snapshot, d.segment);
             long ramBytes = snapshot.blockMap().get(snapshot.ramBlock()).usedLength();
             for (RemoteHost h : hosts) {
-                HostPageCache cache = HostPageCache.start(fork, h, cacheDir.resolve("doppel-pages-" + fork + "-" + h.name()),
+                HostPageCache cache = HostPageCache.start(fork, h, cacheDir.resolve(CACHE_PREFIX + fork + "-" + h.name()),
                         ramBytes, d.segment, d.origin.requestAddress());
                 d.caches.put(h, cache);
                 // The host's own page server reads the descriptor it received once and the cache.

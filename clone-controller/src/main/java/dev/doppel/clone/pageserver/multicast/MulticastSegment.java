@@ -12,14 +12,12 @@ import org.slf4j.LoggerFactory;
 
 /**
  * The L2 segment that multicast pages travel on: a bridge on this (the origin's) host with a veth
- * link to each clone host ({@code mcast0} there). A datagram the origin sends to the group leaves
+ * link to each clone host ({@code mc<i>} there: several forks may use one host at once). A datagram the origin sends to the group leaves
  * its interface once and the bridge hands a copy to every host, as a switch does. Subnet
  * {@code 10.79.i.0/24}: origin .1, host k .(k+2). Removed by {@link #close()}.
  */
 public final class MulticastSegment implements AutoCloseable {
     private static final Logger log = LoggerFactory.getLogger(MulticastSegment.class);
-    /** The interface name inside each clone host. */
-    public static final String HOST_INTERFACE = "mcast0";
 
     private final int subnet;
     private final String bridge;
@@ -43,11 +41,11 @@ public final class MulticastSegment implements AutoCloseable {
                 RemoteHost h = hosts.get(k);
                 String link = "dpm" + i + "h" + k + "x" + tag;
                 HostCommand.tryRun(List.of("ip", "link", "del", link));
-                HostCommand.run("ip", "link", "add", link, "type", "veth", "peer", "name", HOST_INTERFACE, "netns", h.name());
+                HostCommand.run("ip", "link", "add", link, "type", "veth", "peer", "name", s.hostInterface(), "netns", h.name());
                 s.links.add(link);
                 HostCommand.run("ip", "link", "set", link, "master", s.bridge);
                 HostCommand.run("ip", "link", "set", link, "up");
-                h.namespace().address(HOST_INTERFACE, "10.79." + i + "." + (k + 2) + "/24");
+                h.namespace().address(s.hostInterface(), "10.79." + i + "." + (k + 2) + "/24");
             }
         } catch (RuntimeException e) {
             s.close();
@@ -64,6 +62,34 @@ public final class MulticastSegment implements AutoCloseable {
             }
         }
         throw new IllegalStateException("no free multicast subnet left in 10.79.1-250.0/24");
+    }
+
+    /** The segment's interface inside each clone host. */
+    public String hostInterface() {
+        return "mc" + subnet;
+    }
+
+    /**
+     * Removes the multicast segments a dead controller left on {@code host}: its interfaces there
+     * (their veth peers here go with them) and the bridges here that had no other port. Only for a
+     * host none of this process's forks uses.
+     */
+    public static void removeStale(dev.doppel.hostnet.NetNamespace host) {
+        for (String line : host.ip("-o", "link", "show").lines().toList()) {
+            java.util.regex.Matcher m = java.util.regex.Pattern.compile("^\\d+:\\s+mc(\\d+)@").matcher(line);
+            if (!m.find()) {
+                continue;
+            }
+            int subnet = Integer.parseInt(m.group(1));
+            HostCommand.tryRun(List.of("ip", "-n", host.name(), "link", "del", "mc" + subnet));
+            for (String b : HostCommand.run("ip", "-o", "link", "show", "type", "bridge").lines().toList()) {
+                java.util.regex.Matcher bm = java.util.regex.Pattern.compile("^\\d+:\\s+(dpm" + subnet + "b\\d+):").matcher(b);
+                if (bm.find() && HostCommand.run("ip", "-o", "link", "show", "master", bm.group(1)).isBlank()) {
+                    HostCommand.tryRun(List.of("ip", "link", "del", bm.group(1)));
+                    log.info("multicast-segment={} event=stale-removed host={}", bm.group(1), host.name());
+                }
+            }
+        }
     }
 
     /** The origin's address on the segment (where page requests go). */
