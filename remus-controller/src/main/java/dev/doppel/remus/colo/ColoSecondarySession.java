@@ -277,7 +277,7 @@ public final class ColoSecondarySession {
         ColoMessageCodec.write(out, ColoMessage.CHECKPOINT_REPLY);
         step = "reading VMSTATE_SEND";
         ColoMessageCodec.expect(in, ColoMessage.VMSTATE_SEND);
-        // The guest is stopped and its I/O drained: this epoch's disk writes are all here.
+        // Each disk closed this epoch at the FLUSH of the VM stop, on its own connection (DiskEpochs).
         disks.epochClosed(epoch);
 
         step = "reading the checkpoint's RAM";

@@ -6,12 +6,13 @@ import java.io.IOException;
  * The protected VM's replicated disks as the COLO session sees them: the session tells them where
  * epochs begin and end, so that the backup's disks always match its committed memory.
  *
- * <p>Where the epoch boundaries lie (measured over 11,784 NBD requests with a COLO primary, see
- * FINDINGS): every disk write of epoch N reaches the backup between VMSTATE_LOADED(N-1) and
- * VMSTATE_SEND(N) — the checkpoint's VM stop drains the guest's in-flight I/O before QEMU sends
- * VMSTATE_SEND, and the guest runs again only after VMSTATE_LOADED. So an epoch is closed when
- * VMSTATE_SEND is read, not at the FLUSH that the VM stop also produces, and nothing arrives
- * between VMSTATE_SEND and VMSTATE_LOADED.
+ * <p>Where the epoch boundaries lie: the checkpoint's VM stop drains the guest's in-flight I/O and
+ * then flushes every disk written since its last flush (FINDINGS: every epoch ends with that FLUSH;
+ * the mirror does not forward the guest's own flushes), all before QEMU sends VMSTATE_SEND. So each
+ * disk's epoch closes at that FLUSH, on the disk's own connection ({@code EpochDisk#boundary}): with
+ * speculative checkpoints the guest runs again before VMSTATE_SEND is read here, and the next epoch's
+ * writes would race it (docs/speculation.md §3). In synchronous mode the two points coincide (measured
+ * over 11,784 NBD requests: nothing arrives between VMSTATE_SEND and VMSTATE_LOADED).
  */
 public interface DiskEpochs {
     /**
@@ -21,7 +22,7 @@ public interface DiskEpochs {
      */
     void initialStateCommitted() throws IOException;
 
-    /** VMSTATE_SEND of {@code epoch} was read: the epoch's writes are complete. */
+    /** VMSTATE_SEND of {@code epoch} was read (the disks closed the epoch at their FLUSH before it). */
     void epochClosed(long epoch) throws IOException;
 
     /**

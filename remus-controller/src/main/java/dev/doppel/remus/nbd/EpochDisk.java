@@ -17,7 +17,8 @@ import java.util.TreeMap;
  * primary died mid-epoch, the epoch was never committed).
  *
  * <p>Three stages, newest first: the <em>open</em> epoch (writes arriving now), the <em>closed</em>
- * epoch (its checkpoint is being received: {@link #closeEpoch()} at VMSTATE_SEND), and the image.
+ * epoch (its checkpoint is being received: {@link #boundary()} at the FLUSH that the checkpoint's VM
+ * stop sends on the disk's own connection), and the image.
  * {@link #commitClosed()} applies the closed epoch at the checkpoint's commit. Reads see the newest
  * stage holding a block. Before the first checkpoint the disk can be in <em>pass-through</em>: the
  * initial synchronisation (a full mirror of the primary's disk) writes straight to the image, because
@@ -62,6 +63,8 @@ public final class EpochDisk implements Closeable {
     private TreeMap<Long, byte[]> held = new TreeMap<>();         // open epoch: block index -> full block
     private TreeMap<Long, byte[]> closedEpoch = new TreeMap<>();  // epoch whose checkpoint is in flight
     private boolean passThrough;
+    /** Epoch boundaries (the VM stop's FLUSH) since the last commit or discard. */
+    private int boundaries;
     private long heldLimitBlocks = DEFAULT_HELD_LIMIT_BYTES / BLOCK;
     private long writesHeld;
     private long commits;
@@ -206,6 +209,36 @@ public final class EpochDisk implements Closeable {
     }
 
     /**
+     * An epoch boundary on the disk's own connection: the FLUSH that the primary's VM stop sends for
+     * every disk written since its last flush, after the stop drained the epoch's writes and before
+     * the guest can issue another (so on this connection the order is the epoch's writes, the FLUSH,
+     * the next epoch's writes, whatever the threads do). Closes the open epoch and counts. Ignored in
+     * pass-through: the initial mirror's and the migration completion's flushes arrive then.
+     *
+     * <p>Why here and not at VMSTATE_SEND: with speculative checkpoints the guest runs again while its
+     * checkpoint travels, and the next epoch's writes race VMSTATE_SEND, which travels on another
+     * connection and is read by another thread (docs/speculation.md §3).
+     */
+    public synchronized void boundary() throws IOException {
+        ensureOpen("epoch boundary");
+        if (passThrough) {
+            return;
+        }
+        closeEpoch();
+        boundaries++;
+    }
+
+    /**
+     * Boundaries seen since the last commit: 1 when the epoch being committed wrote to this disk, 0
+     * when it did not (a disk not written since its last flush gets none), 2 or more when a stop other
+     * than the checkpoint's (an operator's stop, a savevm) flushed as well: then which writes belong to
+     * the epoch is ambiguous.
+     */
+    public synchronized int boundaries() {
+        return boundaries;
+    }
+
+    /**
      * Applies the closed epoch's writes to the image (positional writes, then force) and empties it.
      * On an I/O error the blocks stay held and the exception propagates; the image may then hold
      * part of the epoch, so it is no longer a valid failover disk until a retried commit succeeds
@@ -219,6 +252,7 @@ public final class EpochDisk implements Closeable {
         }
         channel.force(false);
         closedEpoch.clear();
+        boundaries = 0;
         commits++;
     }
 
@@ -233,6 +267,7 @@ public final class EpochDisk implements Closeable {
         held.clear();
         closedEpoch.clear();
         writesHeld = 0;
+        boundaries = 0;
         discards++;
     }
 

@@ -291,13 +291,14 @@ final class NbdConnection implements Runnable, Closeable {
                         error(cookie, type, EINVAL, what + ": beyond the export size " + disk.size());
                     }
                 }
-                case CMD_FLUSH ->
-                    // Acknowledged without applying the held writes: the epoch closes at the checkpoint
-                    // (VMSTATE_SEND), not at the flush. The primary flushes while stopping the VM before
-                    // every VMSTATE_SEND, but a guest fsync mid-epoch also arrives here; making the
-                    // epoch durable now would put disk state on the image that the committed memory
-                    // does not know of yet. The primary's own disk is the durable copy until then.
-                    simpleReply(cookie, 0);
+                case CMD_FLUSH -> {
+                    // The epoch boundary: the primary's VM stop flushes every written disk after draining
+                    // the epoch's writes (a guest's own flushes are not forwarded by the mirror). Closed
+                    // before the reply, which is what lets the stop go on to send VMSTATE_SEND. Nothing is
+                    // made durable here: the closed epoch reaches the image at its commit; until then the
+                    // primary's own disk is the durable copy.
+                    apply(cookie, what, disk::boundary);
+                }
                 case CMD_TRIM, CMD_WRITE_ZEROES -> {
                     if (inBounds(offset, length)) {
                         apply(cookie, what, () -> disk.writeZeroes(offset, length));

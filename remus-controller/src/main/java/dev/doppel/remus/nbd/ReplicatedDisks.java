@@ -128,11 +128,9 @@ public final class ReplicatedDisks implements DiskEpochs, AutoCloseable {
         log.info("vm={} epoch=0 event=disk-epochs-started disks={}", vm, ports().keySet());
     }
 
+    /** Nothing to do: each disk's epoch closed at the FLUSH of the checkpoint's VM stop ({@link EpochDisk#boundary()}). */
     @Override
-    public void epochClosed(long epoch) throws IOException {
-        for (Disk d : disks) {
-            d.epochs().closeEpoch();
-        }
+    public void epochClosed(long epoch) {
     }
 
     @Override
@@ -143,6 +141,14 @@ public final class ReplicatedDisks implements DiskEpochs, AutoCloseable {
                 throw new IOException("VM '" + vm + "' epoch " + epoch + ": the replication connection of disk "
                         + d.node() + " ended during the epoch, so some of its writes may be missing; "
                         + "the epoch is not committed");
+            }
+            int boundaries = d.epochs().boundaries();
+            if (boundaries > 1) {
+                // A stop other than the checkpoint's (an operator's stop/cont, a savevm) flushed too:
+                // which of the held writes are this epoch's is no longer known.
+                throw new IOException("VM '" + vm + "' epoch " + epoch + ": disk " + d.node() + " saw " + boundaries
+                        + " flushes since the last commit (one per checkpoint stop is expected), so this epoch's writes"
+                        + " cannot be told from the next one's; the epoch is not committed");
             }
         }
     }

@@ -103,7 +103,7 @@ class NbdEpochDiskTest {
         try (EpochDisk d = EpochDisk.openRaw(img)) {
             byte[] a = filled(6000, 1);
             d.write(1000, a, 0, a.length);                 // epoch N
-            d.closeEpoch();                                // VMSTATE_SEND of N
+            d.boundary();                                  // the FLUSH of N's VM stop
             byte[] b = filled(3000, 2);
             d.write(2500, b, 0, b.length);                 // epoch N+1, overlaps N's blocks partially
             byte[] newest = committed.clone();
@@ -135,10 +135,16 @@ class NbdEpochDiskTest {
             assertArrayEquals(expected, Files.readAllBytes(img), "initial synchronisation goes straight to the image");
             assertEquals(0, d.stats().bytesHeld());
 
+            d.boundary();
+            assertEquals(0, d.boundaries(), "the initial mirror's flushes are no epoch boundaries");
             d.startEpochs();
             d.write(0, filled(10, 4), 0, 10);
             assertArrayEquals(expected, Files.readAllBytes(img), "after the initial commit writes are held");
             assertEquals(EpochDisk.BLOCK, d.stats().bytesHeld());
+            d.boundary();
+            assertEquals(1, d.boundaries());
+            d.discard();
+            assertEquals(0, d.boundaries(), "a discarded epoch leaves no boundary behind");
         }
     }
 

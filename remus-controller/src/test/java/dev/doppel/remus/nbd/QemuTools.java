@@ -21,9 +21,13 @@ final class QemuTools {
         return "nbd://127.0.0.1:" + server.address().getPort() + "/" + server.exportName();
     }
 
-    /** {@code qemu-io -f raw URL -c cmd...} */
+    /**
+     * {@code qemu-io -f raw -t writeback URL -c cmd...}: write-back like the primary's mirror target
+     * (qemu-io's default, writethrough, follows every write with a FLUSH, and a FLUSH is an epoch
+     * boundary on the backup).
+     */
     static Result qemuIo(NbdServer server, String... commands) throws IOException, InterruptedException {
-        List<String> argv = new ArrayList<>(List.of("qemu-io", "-f", "raw", url(server)));
+        List<String> argv = new ArrayList<>(List.of("qemu-io", "-f", "raw", "-t", "writeback", url(server)));
         for (String c : commands) {
             argv.add("-c");
             argv.add(c);
